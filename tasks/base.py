@@ -1,0 +1,75 @@
+"""The one interface every puzzle family implements.
+
+A `Task` is one family at one size (e.g. Sudoku 4x4, N-Queens 8, graph colouring on 8 nodes with
+3 colours). It turns task-native puzzles into fixed-length token arrays for the model and decoded
+token arrays back into task-native solutions, and verifies them exactly. numpy only.
+
+Token convention shared by every task: 0 = pad, 1 = blank / empty / unknown, 2.. = values.
+The model reads `seq_len` input tokens and predicts `out_len` <= seq_len output tokens, decoded from
+the first `out_len` content positions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+PAD, BLANK = 0, 1
+
+
+class TaskError(ValueError):
+    """A puzzle that cannot be parsed or is self-contradictory; `field` names the offending part."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Exact verification of a batch of candidate outputs for one instance."""
+
+    valid: np.ndarray  # (N,) bool: every constraint holds and no given was changed
+    violations: np.ndarray  # (N,) int: number of violated constraints (0 iff valid)
+    score: np.ndarray  # (N,) float in [0, 1]; 1.0 iff valid
+
+
+class Task(ABC):
+    name: str  # "sudoku" | "nqueens" | "graph_coloring"
+    size: int  # n for Sudoku / N-Queens, number of nodes for graph colouring
+    seq_len: int  # input tokens per instance
+    out_len: int  # output tokens per instance
+    vocab_size: int  # one vocabulary for inputs and outputs
+
+    @property
+    def key(self) -> str:
+        """Stable identifier, e.g. 'sudoku-4', 'nqueens-8', 'graph_coloring-8'."""
+        return f"{self.name}-{self.size}"
+
+    @abstractmethod
+    def parse(self, puzzle: Any) -> Any:
+        """Task-native puzzle (as in serving.md) -> instance; raises TaskError with a clear message."""
+
+    @abstractmethod
+    def encode_input(self, instance: Any) -> np.ndarray:
+        """Instance -> (seq_len,) int64 tokens."""
+
+    @abstractmethod
+    def encode_target(self, solution: Any) -> np.ndarray:
+        """Solution -> (out_len,) int64 tokens."""
+
+    @abstractmethod
+    def decode(self, tokens: np.ndarray) -> Any:
+        """(out_len,) tokens -> task-native solution (JSON-serialisable, as in serving.md)."""
+
+    @abstractmethod
+    def verify(self, instance: Any, tokens: np.ndarray) -> Verdict:
+        """(N, out_len) candidate tokens for one instance -> exact verdicts (vectorised)."""
+
+    @abstractmethod
+    def enumerate_solutions(self, instance: Any, cap: int | None = None) -> list[np.ndarray]:
+        """All solutions of an instance as (out_len,) token arrays, up to `cap` (None = all)."""
