@@ -1,0 +1,59 @@
+"""The training objective of one supervision step (Eq. 14 of the paper, our reading).
+
+Receives a StepOutput from GRAM.forward and the targets; hands on the scalar loss and float
+metrics. CE(decoder(h_T), y) + beta * balanced KL (alpha * KL(sg(q)||p) + (1-alpha) * KL(q||sg(p)))
++ halting BCE + LPRM MSE (heads on detached features). Knows nothing of optimisers or data.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.config import TrainConfig
+from model.network import Guidance, StepOutput, gaussian_kl
+
+
+def balanced_kl(g: Guidance, alpha: float, mean_only: bool) -> tuple[Tensor, Tensor]:
+    """Per-element (balanced KL for the gradient, plain KL(q||p) for logging), float32 (R, S, D)."""
+    mu_q, ls_q, mu_p, ls_p = (t.float() for t in (g.mu_q, g.log_sigma_q, g.mu_p, g.log_sigma_p))
+
+    def kl(mq: Tensor, lq: Tensor, mp: Tensor, lp: Tensor) -> Tensor:
+        return 0.5 * (mq - mp) ** 2 if mean_only else gaussian_kl(mq, lq, mp, lp)
+
+    to_prior = kl(mu_q.detach(), ls_q.detach(), mu_p, ls_p)  # trains the prior towards q
+    to_post = kl(mu_q, ls_q, mu_p.detach(), ls_p.detach())  # regularises the posterior
+    return alpha * to_prior + (1 - alpha) * to_post, to_prior.detach()
+
+
+def reduce_kl(kl: Tensor, reduction: str, free_bits: float) -> Tensor:
+    """(R, S, D) -> scalar: 'sum_d' sums over D then averages positions and rows; 'mean' averages all."""
+    per_position = kl.sum(-1) if reduction == "sum_d" else kl.mean(-1)
+    if free_bits > 0:
+        per_position = per_position.clamp(min=free_bits)
+    return per_position.mean()
+
+
+def step_loss(
+    out: StepOutput, y: Tensor, tc: TrainConfig, beta: float, mean_only: bool
+) -> tuple[Tensor, dict[str, float], Tensor]:
+    """Loss of one supervision step; also returns metrics and the per-row exact-match mask."""
+    ce = F.cross_entropy(out.logits.flatten(0, 1), y.flatten())
+    pred = out.logits.argmax(-1)
+    cell_acc = (pred == y).float().mean(-1)  # (R,)
+    exact = cell_acc == 1.0
+    halt = F.binary_cross_entropy_with_logits(out.q_halt, exact.float())
+    lprm = F.mse_loss(out.value, cell_acc)
+    loss = ce + tc.halt_weight * halt + tc.lprm_weight * lprm
+    metrics = {"ce": ce.item(), "halt_bce": halt.item(), "lprm_mse": lprm.item()}
+    if out.guidance:
+        terms = [balanced_kl(g, tc.kl_alpha, mean_only) for g in out.guidance]
+        kl_loss = torch.stack([reduce_kl(b, tc.kl_reduction, tc.free_bits) for b, _ in terms]).sum()
+        loss = loss + beta * kl_loss
+        per_t = [plain.sum(-1).mean().item() for _, plain in terms]  # nats per position
+        metrics.update({"kl": sum(per_t), "kl_first": per_t[0], "kl_last": per_t[-1]})
+    metrics.update(
+        {"loss": loss.item(), "cell_acc": cell_acc.mean().item(), "exact": exact.float().mean().item()}
+    )
+    return loss, metrics, exact

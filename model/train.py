@@ -1,0 +1,291 @@
+"""Training CLI: deep supervision with slot refill, amortised variational inference.
+
+Receives a preset (TOML) and `model.key=value` / `train.key=value` overrides; reads a data split
+written by `python -m tasks.build`; writes to `out_dir`: checkpoints (EMA weights) under
+`out_dir/model`, a resumable training state, `log.jsonl` and `curves.png`. Runs single-process or
+under torchrun (DistributedDataParallel, gloo on CPU, nccl on GPU).
+
+    python -m model.train --preset model/presets/nqueens-8.toml train.max_minutes=60
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from tasks.data import load_split
+from tqdm import tqdm
+
+from model import checkpoint
+from model.config import ModelConfig, TrainConfig, load_preset, to_dict
+from model.loss import step_loss
+from model.network import GRAM, Carry
+from model.sampling import run_rows
+from tasks import get_task
+from tasks.base import BLANK
+
+
+def with_task_shapes(mc: ModelConfig) -> ModelConfig:
+    task = get_task(mc.task, mc.task_size)
+    return dataclasses.replace(mc, vocab_size=task.vocab_size, seq_len=task.seq_len, out_len=task.out_len)
+
+
+def load_examples(mc: ModelConfig, tc: TrainConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs (M, L), targets (M, L_out)) int64; unconditional models read an all-blank input."""
+    data = load_split(tc.data_dir, tc.data_key or f"{mc.task}-{mc.task_size}", split)
+    y = torch.from_numpy(np.asarray(data["targets"], dtype=np.int64))
+    if mc.conditional:
+        x = torch.from_numpy(np.asarray(data["inputs"], dtype=np.int64))
+    else:
+        x = torch.full((len(y), mc.seq_len), BLANK, dtype=torch.int64)
+    return x, y
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    return tc.lr * min(1.0, (step + 1) / max(1, tc.warmup_steps))
+
+
+class SlotSampler:
+    """Endless shuffled example indices, one stream per process (disjoint shards under DDP)."""
+
+    def __init__(self, n: int, seed: int, rank: int, world: int):
+        self.n, self.rank, self.world = n, rank, world
+        self.rng = np.random.default_rng(seed)
+        self.queue: list[int] = []
+
+    def take(self, k: int) -> torch.Tensor:
+        while len(self.queue) < k:
+            perm = self.rng.permutation(self.n)
+            self.queue.extend(perm[self.rank :: self.world].tolist())
+        out, self.queue = self.queue[:k], self.queue[k:]
+        return torch.tensor(out, dtype=torch.int64)
+
+
+@torch.no_grad()
+def ema_update(ema: GRAM, model: GRAM, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm, 1 - decay)
+
+
+@torch.no_grad()
+def prior_eval(
+    model: GRAM, mc: ModelConfig, x: torch.Tensor, y: torch.Tensor, steps: int
+) -> dict[str, float]:
+    """Accuracy of one prior rollout per held-out example: exact match and verifier validity."""
+    task = get_task(mc.task, mc.task_size)
+    seeds = torch.arange(len(x), dtype=torch.int64)
+    tokens = run_rows(model.eval(), x, seeds, torch.zeros_like(seeds), steps).tokens
+    valid = [
+        bool(task.verify(task.decode_input(xi.numpy()), ti.numpy()[None]).valid[0])
+        for xi, ti in zip(x, tokens, strict=True)
+    ]
+    return {
+        "prior_exact": (tokens == y).all(-1).float().mean().item(),
+        "prior_valid": float(np.mean(valid)),
+        "prior_distinct": len({tuple(t.tolist()) for t in tokens}) / len(tokens),
+    }
+
+
+def save_state(path: Path, model: GRAM, ema: GRAM, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
+    """Resumable state without pickle: tensors in safetensors, scalars in JSON."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    for i, p in enumerate(model.parameters()):
+        for name, value in opt.state.get(p, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0:
+                tensors[f"opt.{i}.{name}"] = value
+    meta = dict(meta, adam_step=int(opt.state[next(model.parameters())].get("step", 0)) if opt.state else 0)
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    save_file(tensors, str(path / "train_state.safetensors"))
+    (path / "train_state.json").write_text(json.dumps(meta, indent=2))
+
+
+def load_state(path: Path, model: GRAM, ema: GRAM, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    tensors = load_file(str(path / "train_state.safetensors"))
+    meta = json.loads((path / "train_state.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    for i, p in enumerate(model.parameters()):
+        keys = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
+        if keys:
+            opt.state[p] = dict(keys, step=torch.tensor(float(meta["adam_step"])))
+    return meta
+
+
+def plot_curves(log_path: Path, out_png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "prior_exact" in r]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    steps = [r["step"] for r in train]
+    axes[0].plot(steps, [r["loss"] for r in train], label="loss")
+    axes[0].plot(steps, [r["ce"] for r in train], label="CE")
+    axes[0].set_yscale("log")
+    axes[1].plot(steps, [r.get("kl", 0.0) for r in train], label="KL (all transitions, nats/position)")
+    axes[1].plot(steps, [r.get("kl_first", 0.0) for r in train], label="KL first transition")
+    axes[2].plot(steps, [r["exact"] for r in train], label="posterior rollout: exact (train)")
+    if evals:
+        es = [r["step"] for r in evals]
+        axes[2].plot(es, [r["prior_exact"] for r in evals], "o-", label="prior rollout: exact (test)")
+        axes[2].plot(es, [r["prior_valid"] for r in evals], "s-", label="prior rollout: valid (test)")
+    for ax, title in zip(axes, ("loss", "KL", "accuracy"), strict=True):
+        ax.set_xlabel("optimiser step")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=80)
+    plt.close(fig)
+
+
+def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "") -> Path:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device(
+        f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    )
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed + rank)
+    mc = with_task_shapes(mc)
+    out = Path(tc.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = load_examples(mc, tc, "train")
+    x_test, y_test = load_examples(mc, tc, "test")
+    x_test, y_test = x_test[: tc.eval_examples], y_test[: tc.eval_examples]
+
+    torch.manual_seed(tc.seed)  # identical initial weights on every rank
+    model = GRAM(mc).to(device)
+    ema = copy.deepcopy(model).eval()
+    decay_params = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    other_params = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay_params, "weight_decay": tc.weight_decay}, {"params": other_params, "weight_decay": 0.0}],
+        lr=tc.lr, betas=tc.betas,
+    )  # fmt: skip
+    step, wall_before, examples_seen = 0, 0.0, 0
+    if resume and (out / "train_state.json").exists():
+        meta = load_state(out, model, ema, opt)
+        step, wall_before, examples_seen = meta["step"], meta["wall_s"], meta.get("examples_seen", 0)
+        if rank == 0:
+            print(f"resumed from {out} at step {step}")
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+
+    B = tc.batch_size // world
+    sampler = SlotSampler(len(x_train), tc.seed + step, rank, world)
+    idx = sampler.take(B)
+    carry = model.initial_carry(B)
+    sup_done = torch.zeros(B, dtype=torch.int64)
+    log = (out / "log.jsonl").open("a") if rank == 0 else None
+    t0 = time.time()
+    bar = tqdm(total=tc.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    while step < tc.max_steps:
+        if tc.max_minutes and (time.time() - t0) > tc.max_minutes * 60:
+            break
+        model.train()
+        x, y = x_train[idx].to(device), y_train[idx].to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, tc)
+        beta = tc.beta * min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps else tc.beta
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
+            res = net(carry, x, y, kl_all=tc.kl_transitions == "all")
+        loss, metrics, exact = step_loss(res, y, tc, beta, mc.mode == "mean_only")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        ema_update(ema, model, tc.ema_decay)
+        step += 1
+        examples_seen += B * world
+        # carry the detached state; refill slots that used up their steps or halted correctly
+        carry = Carry(res.carry.h.detach().float(), res.carry.l.detach().float())
+        sup_done += 1
+        done = sup_done >= tc.n_sup
+        if tc.halt_in_training:
+            done |= (res.q_halt.detach() > 0).cpu() & exact.cpu()
+        if done.any():
+            fresh = model.initial_carry(int(done.sum()))
+            carry.h[done.to(device)], carry.l[done.to(device)] = fresh.h, fresh.l
+            idx[done] = sampler.take(int(done.sum()))
+            sup_done[done] = 0
+        bar.update(1)
+        if rank == 0 and log is not None and step % tc.log_every == 0:
+            metrics.update(step=step, lr=lr_at(step, tc), beta=beta, grad_norm=float(grad_norm))
+            log.write(json.dumps(metrics) + "\n")
+            log.flush()
+            bar.set_postfix(
+                ce=f"{metrics['ce']:.3f}", kl=f"{metrics.get('kl', 0):.3f}", acc=f"{metrics['exact']:.2f}"
+            )
+        if rank == 0 and log is not None and (step % tc.eval_every == 0 or step == tc.max_steps):
+            ev = prior_eval(ema, mc, x_test.to(device), y_test.to(device), tc.n_sup)
+            ev["step"] = step
+            log.write(json.dumps(ev) + "\n")
+            log.flush()
+            bar.write(
+                f"step {step}: prior rollout exact {ev['prior_exact']:.3f} valid {ev['prior_valid']:.3f}"
+            )
+        if rank == 0 and (step % tc.save_every == 0):
+            finish(out, model, ema, opt, mc, tc, step, wall_before + time.time() - t0, examples_seen, preset)
+    bar.close()
+    if rank == 0:
+        finish(out, model, ema, opt, mc, tc, step, wall_before + time.time() - t0, examples_seen, preset)
+    if world > 1:
+        dist.destroy_process_group()
+    return out / "model"
+
+
+def finish(
+    out: Path, model: GRAM, ema: GRAM, opt: torch.optim.Optimizer, mc: ModelConfig, tc: TrainConfig,
+    step: int, wall_s: float, examples_seen: int, preset: str,
+) -> None:  # fmt: skip
+    """Save the resumable state, the EMA checkpoint with its card, and the curves."""
+    meta = {"step": step, "wall_s": wall_s, "examples_seen": examples_seen}
+    save_state(out, model, ema, opt, meta)
+    card = {
+        "preset": preset,
+        "model": to_dict(mc),
+        "train": to_dict(tc),
+        "parameters": sum(p.numel() for p in ema.parameters()),
+        "optimizer_steps": step,
+        "examples_seen": examples_seen,
+        "wall_time_s": round(wall_s, 1),
+        "machine": f"{os.uname().machine}, {torch.get_num_threads()} threads, "
+        + (torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"),
+    }
+    checkpoint.save(ema, out / "model", card)
+    if (out / "log.jsonl").exists():
+        plot_curves(out / "log.jsonl", out / "model" / "curves.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", required=True, help="TOML file with [model] and [train] tables")
+    ap.add_argument("--no-resume", action="store_true", help="start afresh even if out_dir has a state")
+    ap.add_argument("overrides", nargs="*", help="model.key=value or train.key=value")
+    args = ap.parse_args(argv)
+    mc, tc = load_preset(args.preset, args.overrides)
+    path = train(mc, tc, resume=not args.no_resume, preset=args.preset)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"checkpoint: {path}")
+
+
+if __name__ == "__main__":
+    main()
