@@ -1,9 +1,13 @@
 """Fused ops for the recursive transition step, each beside its pure-PyTorch reference.
 
 Every public op takes `impl="auto"|"triton"|"ref"`: "auto" picks Triton on CUDA tensors and the
-reference elsewhere. Imports nothing from the rest of the project.
+reference elsewhere. The model imports these names from `kernels` and nothing deeper.
+Imports nothing from the rest of the project.
 """
 
+from kernels.add_rmsnorm import add_rmsnorm
+from kernels.guidance import guide, guide_kl
 from kernels.rng import philox_normal
+from kernels.swiglu import swiglu_gate, swiglu_linear
 
-__all__ = ["philox_normal"]
+__all__ = ["add_rmsnorm", "guide", "guide_kl", "philox_normal", "swiglu_gate", "swiglu_linear"]

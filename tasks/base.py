@@ -73,3 +73,44 @@ class Task(ABC):
     @abstractmethod
     def enumerate_solutions(self, instance: Any, cap: int | None = None) -> list[np.ndarray]:
         """All solutions of an instance as (out_len,) token arrays, up to `cap` (None = all)."""
+
+    @abstractmethod
+    def to_puzzle(self, instance: Any) -> Any:
+        """Instance -> task-native puzzle (JSON-serialisable); `parse(to_puzzle(i))` rebuilds `i`."""
+
+    @abstractmethod
+    def generate(self, rng: np.random.Generator) -> Any:
+        """A random instance with at least one solution, drawn from `rng` (the task's own defaults)."""
+
+    def blank_instance(self) -> Any:
+        """The all-blank input used for unconditional generation, p(x); verify then checks the
+        whole object. Tasks without an unconditional form raise TaskError."""
+        raise TaskError(f"task {self.key} has no unconditional (blank-board) form", field="task")
+
+    def verify_one(self, instance: Any, tokens: np.ndarray) -> tuple[bool, int, float]:
+        """One (out_len,) candidate -> (valid, violations, score); a convenience over `verify`."""
+        verdict = self.verify(instance, np.asarray(tokens).reshape(1, -1))
+        return bool(verdict.valid[0]), int(verdict.violations[0]), float(verdict.score[0])
+
+
+def check_tokens(tokens: np.ndarray, out_len: int) -> np.ndarray:
+    """(N, out_len) or (out_len,) integer tokens -> (N, out_len) int64; TaskError on a wrong shape."""
+    arr = np.asarray(tokens)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] != out_len:
+        raise TaskError(f"expected tokens of shape (N, {out_len}), got {arr.shape}", field="tokens")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TaskError(f"expected integer tokens, got dtype {arr.dtype}", field="tokens")
+    return arr.astype(np.int64, copy=False)
+
+
+def make_verdict(violations: np.ndarray, max_violations: int) -> Verdict:
+    """Violation counts (N,) -> Verdict with score = 1 - violations / max_violations, clipped to [0, 1]."""
+    violations = np.asarray(violations, dtype=np.int64)
+    score = np.clip(1.0 - violations / max(max_violations, 1), 0.0, 1.0)
+    return Verdict(valid=violations == 0, violations=violations, score=score)
+
+    def decode_input(self, tokens: np.ndarray) -> Any:
+        """(seq_len,) input tokens -> instance (inverse of encode_input); used by training/eval to verify."""
+        raise NotImplementedError(f"{type(self).__name__}.decode_input")
