@@ -87,6 +87,11 @@ class Task(ABC):
         whole object. Tasks without an unconditional form raise TaskError."""
         raise TaskError(f"task {self.key} has no unconditional (blank-board) form", field="task")
 
+    def decode_input(self, tokens: np.ndarray) -> Any:
+        """(seq_len,) input tokens -> instance (inverse of encode_input); training/eval verify with it.
+        Raises TaskError when the tokens are not a valid puzzle. Every task in tasks/ implements it."""
+        raise NotImplementedError(f"{type(self).__name__}.decode_input")
+
     def verify_one(self, instance: Any, tokens: np.ndarray) -> tuple[bool, int, float]:
         """One (out_len,) candidate -> (valid, violations, score); a convenience over `verify`."""
         verdict = self.verify(instance, np.asarray(tokens).reshape(1, -1))
@@ -110,7 +115,3 @@ def make_verdict(violations: np.ndarray, max_violations: int) -> Verdict:
     violations = np.asarray(violations, dtype=np.int64)
     score = np.clip(1.0 - violations / max(max_violations, 1), 0.0, 1.0)
     return Verdict(valid=violations == 0, violations=violations, score=score)
-
-    def decode_input(self, tokens: np.ndarray) -> Any:
-        """(seq_len,) input tokens -> instance (inverse of encode_input); used by training/eval to verify."""
-        raise NotImplementedError(f"{type(self).__name__}.decode_input")

@@ -239,7 +239,7 @@ class GraphColoringTask(Task):
 
     def decode_input(self, tokens: np.ndarray) -> GraphInstance:
         """(seq_len,) input tokens -> GraphInstance (the inverse of `encode_input`)."""
-        is_edge = np.asarray(tokens).reshape(-1) == EDGE
+        is_edge = check_tokens(tokens, self.seq_len)[0] == EDGE
         edges = tuple((int(u), int(v)) for u, v in zip(self._iu[is_edge], self._ju[is_edge], strict=True))
         return GraphInstance(self.size, self.num_colors, edges)
 

@@ -152,6 +152,9 @@ class NQueensTask(Task):
             board[r * self.size + c] = QUEEN
         return board
 
+    def decode_input(self, tokens: np.ndarray) -> QueensInstance:
+        return self.parse(self.decode(check_tokens(tokens, self.seq_len)[0]))
+
     def encode_target(self, solution: Any) -> np.ndarray:
         """Task-native solution {"n", "queens"} (any queens on the board) -> board tokens."""
         return self.encode_input(parse_queens_loose(solution, self.size))

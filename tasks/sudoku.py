@@ -334,6 +334,9 @@ class SudokuTask(Task):
     def encode_input(self, instance: SudokuInstance) -> np.ndarray:
         return self.digits_to_tokens(instance.givens)
 
+    def decode_input(self, tokens: np.ndarray) -> SudokuInstance:
+        return self.parse(self.decode(check_tokens(tokens, self.seq_len)[0]))
+
     def encode_target(self, solution: Any) -> np.ndarray:
         """Task-native solution (string / rows, as `parse` reads them) or flat digits -> tokens."""
         if isinstance(solution, np.ndarray):

@@ -47,6 +47,7 @@ def test_interface(name, size):
     instance = task.generate(rng)
     x = task.encode_input(instance)
     assert x.shape == (task.seq_len,) and x.min() >= 1 and x.max() < task.vocab_size
+    assert (task.encode_input(task.decode_input(x)) == x).all()
     sols = task.enumerate_solutions(instance, cap=3)
     assert 1 <= len(sols) <= 3
     for y in sols:

@@ -1,0 +1,381 @@
+"""Build the seeded train/test splits: `python -m tasks.build --out data [--only KEY ...] [--seed S]`.
+
+Receives a seed and the sizes below (flags) and hands on `<out>/<key>/{train,test}.npz` (read them
+with `tasks.data.load_split`), `<out>/<key>/manifest.json` and `<out>/manifest.json` (every built
+key). Each key draws from its own stream derived from (seed, key), so building one key alone or all
+together gives identical files. Knows nothing of models or training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from tasks import get_task
+from tasks.data import load_manifest, save_npz
+from tasks.graph_coloring import COLOR0, GraphColoringTask, GraphInstance, enumerate_colorings, random_graph
+from tasks.nqueens import NQueensTask, all_solutions
+from tasks.sudoku import SudokuTask, apply_symmetry, make_puzzle, random_grid, random_symmetry, solve_all
+
+GENERATOR_VERSION = 1
+Splits = dict[str, dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Sizes of every key; each field is a `--flag` of the CLI (underscores become dashes)."""
+
+    seed: int = 0
+    test_fraction: float = 0.15  # N-Queens: share of distinct inputs held out
+    gc_train: int = 4000  # graph colouring: distinct train graphs per size
+    gc_test: int = 250  # graph colouring: distinct test graphs per size
+    gc_edge_prob: float = 0.4  # p of G(n, p) [choice: the paper does not give it]
+    gc_colors: int = 3
+    sudoku_small_train: int = 2000  # sudoku-4 and sudoku-6: distinct puzzles
+    sudoku_small_test: int = 500
+    sudoku9_base_train: int = 1000  # sudoku-9: generated puzzles, each shuffled sudoku9_shuffles times
+    sudoku9_base_test: int = 100
+    sudoku9_shuffles: int = 10
+    sudoku9_clues: tuple[int, int] = (22, 30)  # target givens, uniform in this range (inclusive)
+    gen9_base: int = 2000  # sudoku-9-gen: random complete grids, each shuffled gen9_shuffles times
+    gen9_shuffles: int = 25
+    gen9_test: int = 1000
+    progress: bool = True
+
+
+def _rng(cfg: BuildConfig, key: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([cfg.seed, zlib.crc32(key.encode())]))
+
+
+def _u8(rows: Any, width: int) -> np.ndarray:
+    arr = np.asarray(rows, dtype=np.int64).reshape(-1, width)
+    assert arr.size == 0 or (arr.min() >= 0 and arr.max() < 256)
+    return arr.astype(np.uint8)
+
+
+def _bar(cfg: BuildConfig, total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False, unit="it")
+
+
+def _multi_solution_splits(
+    inputs: list[np.ndarray],
+    solutions: list[list[np.ndarray]],
+    test_ids: np.ndarray,
+    seq_len: int,
+    out_len: int,
+) -> Splits:
+    """Distinct inputs with all their completions -> a train split of every (input, completion) pair
+    and a test split of one row per input (target = its first completion) plus the completion index."""
+    is_test = np.zeros(len(inputs), dtype=bool)
+    is_test[test_ids] = True
+    train_ids = np.flatnonzero(~is_test)
+    test_ids = np.flatnonzero(is_test)
+    counts = np.array([len(solutions[g]) for g in train_ids], dtype=np.int64)
+    train = {
+        "inputs": _u8(np.repeat(np.stack([inputs[g] for g in train_ids]), counts, axis=0), seq_len),
+        "targets": _u8([s for g in train_ids for s in solutions[g]], out_len),
+        "group": np.repeat(np.arange(len(train_ids), dtype=np.int32), counts),
+    }
+    test_counts = [len(solutions[g]) for g in test_ids]
+    test = {
+        "inputs": _u8([inputs[g] for g in test_ids], seq_len),
+        "targets": _u8([solutions[g][0] for g in test_ids], out_len),
+        "group": np.arange(len(test_ids), dtype=np.int32),
+        "solutions": _u8([s for g in test_ids for s in solutions[g]], out_len),
+        "solution_offsets": np.concatenate([[0], np.cumsum(test_counts)]).astype(np.int64),
+    }
+    return {"train": train, "test": test}
+
+
+# ----------------------------------------------------------------------------- N-Queens
+
+
+def build_nqueens(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """The paper's protocol: every solution with every choice of k removed queens, k in n-3..n-1
+    (5..7 for n=8, 7..9 for n=10); each distinct partial board is one input, its completions are
+    exactly the solutions that agree with it. 85:15 split by distinct input."""
+    task = NQueensTask(n)
+    lo, hi = task.remove
+    sols = all_solutions(n)
+    groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+    for k in range(lo, hi + 1):
+        for rows in itertools.combinations(range(n), n - k):
+            kept = sols[:, rows]
+            for s in range(len(sols)):
+                groups.setdefault((rows, tuple(kept[s].tolist())), []).append(s)
+    boards = task.cols_to_tokens(sols)
+    inputs, solutions = [], []
+    for (rows, cols), ids in groups.items():
+        board = np.full(n * n, 1, dtype=np.int64)
+        board[np.array(rows, dtype=np.int64) * n + np.array(cols, dtype=np.int64)] = 2
+        inputs.append(board)
+        solutions.append([boards[s] for s in ids])
+    num_test = int(round(cfg.test_fraction * len(inputs)))
+    test_ids = rng.permutation(len(inputs))[:num_test]
+    splits = _multi_solution_splits(inputs, solutions, test_ids, task.seq_len, task.out_len)
+    params = {"solutions": len(sols), "removed": [lo, hi], "distinct_inputs": len(inputs)}
+    params["test_fraction"] = cfg.test_fraction
+    return splits, params
+
+
+# ----------------------------------------------------------------------------- graph colouring
+
+
+def build_graph_coloring(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """Distinct (as labelled graphs) G(n, p) graphs kept only if k-colourable; train pairs are
+    (graph, each colouring up to permutation, canonical form); test graphs are not in train."""
+    task = GraphColoringTask(n, cfg.gc_colors)
+    total = cfg.gc_train + cfg.gc_test
+    seen: set[bytes] = set()
+    inputs: list[np.ndarray] = []
+    solutions: list[list[np.ndarray]] = []
+    drawn = 0
+    with _bar(cfg, total, f"graph_coloring-{n}") as bar:
+        while len(inputs) < total:
+            drawn += 1
+            instance = GraphInstance(n, cfg.gc_colors, random_graph(n, cfg.gc_edge_prob, rng))
+            x = task.encode_input(instance)
+            if x.tobytes() in seen:
+                continue
+            colorings = enumerate_colorings(instance)
+            if not colorings:
+                continue
+            seen.add(x.tobytes())
+            inputs.append(x)
+            solutions.append([np.array(c, dtype=np.int64) + COLOR0 for c in colorings])
+            bar.update()
+    test_ids = np.arange(cfg.gc_train, total)  # graphs are drawn independently: the last ones are test
+    splits = _multi_solution_splits(inputs, solutions, test_ids, task.seq_len, task.out_len)
+    params = {"edge_prob": cfg.gc_edge_prob, "num_colors": cfg.gc_colors, "graphs_drawn": drawn}
+    params |= {"train_graphs": cfg.gc_train, "test_graphs": cfg.gc_test}
+    return splits, params
+
+
+# ----------------------------------------------------------------------------- Sudoku
+
+
+def _sudoku_split(
+    task: SudokuTask, puzzles: list[np.ndarray], grids: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    return {
+        "inputs": _u8([task.digits_to_tokens(p) for p in puzzles], task.seq_len),
+        "targets": _u8([task.digits_to_tokens(g) for g in grids], task.out_len),
+        "group": np.arange(len(puzzles), dtype=np.int32),
+    }
+
+
+def build_sudoku_small(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """Distinct puzzles with a unique solution; givens uniform in [min, min + 4] targets (4x4:
+    4..8, 6x6: 8..12, stopping at the local minimum when a target is out of reach); test inputs
+    are not in train."""
+    task = SudokuTask(n)
+    low = {4: 4, 6: 8}[n]
+    total = cfg.sudoku_small_train + cfg.sudoku_small_test
+    seen: set[bytes] = set()
+    puzzles: list[np.ndarray] = []
+    grids: list[np.ndarray] = []
+    with _bar(cfg, total, f"sudoku-{n}") as bar:
+        for _ in range(50 * total):
+            if len(puzzles) == total:
+                break
+            grid = random_grid(n, rng)
+            puzzle = make_puzzle(grid, int(rng.integers(low, low + 5)), rng)
+            if puzzle.tobytes() not in seen:
+                seen.add(puzzle.tobytes())
+                puzzles.append(puzzle)
+                grids.append(grid)
+                bar.update()
+    cut = len(puzzles) - cfg.sudoku_small_test
+    splits = {
+        "train": _sudoku_split(task, puzzles[:cut], grids[:cut]),
+        "test": _sudoku_split(task, puzzles[cut:], grids[cut:]),
+    }
+    return splits, {"clues": [low, low + 4]}
+
+
+def build_sudoku9(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """Generated 9x9 puzzles with a unique solution (a modest base set), each expanded by random
+    validity-preserving shuffles; train and test come from disjoint base puzzles, and any shuffled
+    test input that happens to equal a train input is dropped."""
+    task = SudokuTask(9)
+    lo, hi = cfg.sudoku9_clues
+    splits: Splits = {}
+    train_inputs: set[bytes] = set()
+    for split, base in (("train", cfg.sudoku9_base_train), ("test", cfg.sudoku9_base_test)):
+        puzzles, grids = [], []
+        seen: set[bytes] = set()
+        for _ in tqdm(range(base), desc=f"sudoku-9 {split}", disable=not cfg.progress, leave=False):
+            grid = random_grid(9, rng)
+            puzzle = make_puzzle(grid, int(rng.integers(lo, hi + 1)), rng)
+            for _ in range(cfg.sudoku9_shuffles):
+                sym = random_symmetry(9, rng)
+                p, g = apply_symmetry(puzzle, sym), apply_symmetry(grid, sym)
+                if p.tobytes() in seen or p.tobytes() in train_inputs:
+                    continue
+                seen.add(p.tobytes())
+                puzzles.append(p)
+                grids.append(g)
+        if split == "train":
+            train_inputs = seen
+        splits[split] = _sudoku_split(task, puzzles, grids)
+    return splits, {"clues": [lo, hi], "shuffles": cfg.sudoku9_shuffles}
+
+
+def build_sudoku4_gen(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """Unconditional 4x4: blank board -> each of the 288 complete grids. Train = test = the whole set
+    (a generator is judged on validity and coverage of this set, not on held-out boards)."""
+    task = SudokuTask(4)
+    grids = solve_all(np.zeros(16, dtype=np.int64))
+    split = _sudoku_split(task, [np.zeros(16, dtype=np.int64)] * len(grids), grids)
+    return {"train": split, "test": split}, {"grids": len(grids)}
+
+
+def build_sudoku9_gen(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """Unconditional 9x9: blank board -> complete grids, from gen9_base random grids each shuffled
+    gen9_shuffles times (distinct); test grids are further distinct grids not in train."""
+    task = SudokuTask(9)
+    total = cfg.gen9_base * cfg.gen9_shuffles + cfg.gen9_test
+    seen: set[bytes] = set()
+    grids: list[np.ndarray] = []
+    with _bar(cfg, total, "sudoku-9-gen") as bar:
+        while len(grids) < total:
+            grid = random_grid(9, rng)
+            for _ in range(min(cfg.gen9_shuffles, total - len(grids))):
+                g = apply_symmetry(grid, random_symmetry(9, rng))
+                if g.tobytes() not in seen:
+                    seen.add(g.tobytes())
+                    grids.append(g)
+                    bar.update()
+    cut = total - cfg.gen9_test
+    blank = np.zeros(81, dtype=np.int64)
+    splits = {
+        "train": _sudoku_split(task, [blank] * cut, grids[:cut]),
+        "test": _sudoku_split(task, [blank] * (total - cut), grids[cut:]),
+    }
+    return splits, {"base_grids": cfg.gen9_base, "shuffles": cfg.gen9_shuffles}
+
+
+# ----------------------------------------------------------------------------- driver
+
+# data key -> (task name, task size, builder)
+BUILDERS: dict[
+    str, tuple[str, int, Callable[[BuildConfig, np.random.Generator], tuple[Splits, dict[str, Any]]]]
+] = {
+    "sudoku-4": ("sudoku", 4, partial(build_sudoku_small, 4)),
+    "sudoku-6": ("sudoku", 6, partial(build_sudoku_small, 6)),
+    "sudoku-9": ("sudoku", 9, build_sudoku9),
+    "sudoku-4-gen": ("sudoku", 4, build_sudoku4_gen),
+    "sudoku-9-gen": ("sudoku", 9, build_sudoku9_gen),
+    "nqueens-8": ("nqueens", 8, partial(build_nqueens, 8)),
+    "nqueens-10": ("nqueens", 10, partial(build_nqueens, 10)),
+    "graph_coloring-8": ("graph_coloring", 8, partial(build_graph_coloring, 8)),
+    "graph_coloring-10": ("graph_coloring", 10, partial(build_graph_coloring, 10)),
+}
+KEYS = tuple(BUILDERS)
+
+
+def build_key(out: Path, key: str, cfg: BuildConfig) -> dict[str, Any]:
+    """Build one key under `out/key/`; returns (and writes) its manifest."""
+    name, size, builder = BUILDERS[key]
+    task = get_task(name, size, **({"num_colors": cfg.gc_colors} if name == "graph_coloring" else {}))
+    splits, params = builder(cfg, _rng(cfg, key))
+    manifest: dict[str, Any] = {
+        "key": key,
+        "task": name,
+        "size": size,
+        "task_key": task.key,
+        "unconditional": key.endswith("-gen"),
+        "seq_len": task.seq_len,
+        "out_len": task.out_len,
+        "vocab_size": task.vocab_size,
+        "seed": cfg.seed,
+        "generator_version": GENERATOR_VERSION,
+        "params": params,
+        "protocol": " ".join((getattr(builder, "func", builder).__doc__ or "").split()),
+        "splits": {},
+    }
+    for split, arrays in splits.items():
+        digest = save_npz(out / key / f"{split}.npz", arrays)
+        manifest["splits"][split] = {
+            "file": f"{split}.npz",
+            "sha256": digest,
+            "rows": len(arrays["inputs"]),
+            "distinct_inputs": int(arrays["group"].max(initial=-1)) + 1,
+            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(arrays.items())},
+        }
+        if "solutions" in arrays:
+            manifest["splits"][split]["solutions"] = len(arrays["solutions"])
+    (out / key / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def write_index(out: Path) -> dict[str, Any]:
+    """Rewrite `out/manifest.json` from the per-key manifests present in `out`."""
+    keys = {p.parent.name: load_manifest(out, p.parent.name) for p in sorted(out.glob("*/manifest.json"))}
+    index = {"generator_version": GENERATOR_VERSION, "keys": keys}
+    (out / "manifest.json").write_text(json.dumps(index, indent=2) + "\n")
+    return index
+
+
+def build(
+    out: str | Path, keys: tuple[str, ...] | list[str] = KEYS, cfg: BuildConfig | None = None
+) -> dict[str, Any]:
+    """Build `keys` under `out` and refresh the folder's manifest; returns it."""
+    cfg = cfg or BuildConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        if key not in BUILDERS:
+            raise SystemExit(f"unknown key {key!r}; available: {', '.join(KEYS)}")
+    for key in tqdm(keys, desc="keys", disable=not cfg.progress):
+        start = time.perf_counter()
+        manifest = build_key(out, key, cfg)
+        rows = ", ".join(
+            f"{s} {m['rows']} rows / {m['distinct_inputs']} inputs" for s, m in manifest["splits"].items()
+        )
+        if cfg.progress:
+            tqdm.write(f"{key}: {rows} ({time.perf_counter() - start:.1f} s)")
+    return write_index(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tasks.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("data"), help="output folder (default: data)")
+    parser.add_argument(
+        "--only", nargs="+", choices=KEYS, metavar="KEY", help=f"keys to build: {', '.join(KEYS)}"
+    )
+    defaults = BuildConfig()
+    for field in dataclasses.fields(BuildConfig):
+        value = getattr(defaults, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "progress":
+            parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+        elif isinstance(value, tuple):
+            parser.add_argument(
+                flag, type=int, nargs=2, default=value, help=f"(default: {value[0]} {value[1]})"
+            )
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=f"(default: {value})")
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(BuildConfig)}
+    for name, value in values.items():
+        if isinstance(value, list):  # nargs=2 flags arrive as lists
+            values[name] = tuple(value)
+    cfg = BuildConfig(**values)
+    build(args.out, tuple(args.only or KEYS), cfg)
+
+
+if __name__ == "__main__":
+    main()
