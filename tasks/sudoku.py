@@ -218,6 +218,8 @@ def _as_flat(grid: Any, n: int | None = None) -> tuple[list[int], int]:
     size = n if n is not None else int(round(len(arr) ** 0.5))
     if size not in BOX_SHAPES or arr.size != size * size:
         raise TaskError(f"expected a grid of 16, 36 or 81 cells, got {arr.size}", field="puzzle")
+    if not np.issubdtype(arr.dtype, np.integer) or arr.min() < 0 or arr.max() > size:
+        raise TaskError(f"expected digits 0..{size} (0 = blank)", field="puzzle")
     return [int(d) for d in arr], size
 
 

@@ -21,6 +21,12 @@ def test_solution_counts(n, count):
     assert task.verify(task.parse({"n": n, "queens": []}), task.cols_to_tokens(sols)).valid.all()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("n, count", [(11, 2680), (12, 14200)])
+def test_solution_counts_large(n, count):
+    assert len(all_solutions(n)) == count
+
+
 def test_completions_match_brute_force():
     task = get_task("nqueens", 8)
     rng = np.random.default_rng(0)

@@ -164,6 +164,14 @@ def test_find_clash_on_a_valid_grid_is_none():
     assert find_clash(random_grid(9, np.random.default_rng(0)), 9) is None
 
 
+def test_solver_rejects_bad_grids():
+    with pytest.raises(TaskError):
+        count_solutions(np.full(16, 7))
+    with pytest.raises(TaskError):
+        count_solutions(np.zeros(25, dtype=int))
+    assert count_solutions(np.array([1, 1] + [0] * 14)) == 0  # a clash has no completion
+
+
 def test_verify_checks_token_shape():
     task = get_task("sudoku", 4)
     with pytest.raises(TaskError, match="shape"):
