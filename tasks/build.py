@@ -169,10 +169,12 @@ def build_graph_coloring(n: int, cfg: BuildConfig, rng: np.random.Generator) -> 
 def _sudoku_split(
     task: SudokuTask, puzzles: list[np.ndarray], grids: list[np.ndarray]
 ) -> dict[str, np.ndarray]:
+    """Distinct puzzles with their grids; unconditional sets repeat one blank board (all group 0)."""
+    blank = all(not p.any() for p in puzzles)
     return {
         "inputs": _u8([task.digits_to_tokens(p) for p in puzzles], task.seq_len),
         "targets": _u8([task.digits_to_tokens(g) for g in grids], task.out_len),
-        "group": np.arange(len(puzzles), dtype=np.int32),
+        "group": np.zeros(len(puzzles), dtype=np.int32) if blank else np.arange(len(puzzles), dtype=np.int32),
     }
 
 

@@ -118,6 +118,9 @@ def test_unconditional_sets(built):
     task = get_task("sudoku", 4)
     train = load_split(built, "sudoku-4-gen", "train")
     assert len(rows_as_set(train["targets"])) == 288 and (train["inputs"] == 1).all()
+    assert (train["group"] == 0).all() and load_manifest(built, "sudoku-4-gen")["splits"]["train"][
+        "distinct_inputs"
+    ] == 1
     assert task.verify(task.blank_instance(), train["targets"]).valid.all()
     nine = load_split(built, "sudoku-9-gen", "train")
     assert len(rows_as_set(nine["targets"])) == 20
