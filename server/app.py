@@ -1,0 +1,201 @@
+"""create_app(): settings, state, middleware, error handlers, routes and the lifespan.
+
+Receives Settings (or reads them from GRAM_* variables); hands on a FastAPI app. The lifespan
+loads every checkpoint, warms each batch bucket, starts the batcher's worker and only then turns
+ready; on shutdown it drains and stops the worker. The request middleware gives every request an
+id (X-Request-ID, echoed), enforces the body cap (413 on Content-Length and on the streamed body),
+logs one JSON line per request, counts /solve and /generate answers and turns any exception that
+escapes into the error envelope. Knows nothing of tensors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server import errors, logs
+from server.batcher import Batcher
+from server.engine import Engine
+from server.metrics import Metrics
+from server.registry import Registry, resolve_device
+from server.routes import router
+from server.service import AppState, Service
+from server.settings import Settings
+
+log = logging.getLogger("gram.server")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContext:
+    """Pure ASGI middleware: request id, body cap, access log, request metrics, last-resort 500."""
+
+    def __init__(self, app: ASGIApp, state: AppState):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        arrived = time.monotonic()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        given = headers.get("x-request-id", "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})
+        scope["state"].update(request_id=rid, arrived=arrived)
+        token = logs.request_id_var.set(rid)
+        status = 500
+        started = False
+        cap = self.state.settings.max_body_bytes
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message.setdefault("headers", [])
+                if not any(k.lower() == b"x-request-id" for k, _ in message["headers"]):
+                    message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        received = 0
+
+        async def receive_capped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    raise StarletteHTTPException(413, "request body is over the size cap")
+            return message
+
+        try:
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > cap:
+                self.state.metrics.rejected.labels(reason="body_too_large").inc()
+                response = errors.envelope(
+                    413,
+                    "body_too_large",
+                    f"request body of {length} bytes is over the cap of {cap}",
+                    request_id=rid,
+                )
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive_capped, send_with_id)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope.get("path")})
+            if not started:
+                response = errors.envelope(
+                    500, "internal_error", f"internal error; request id {rid}", request_id=rid
+                )
+                await response(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status, arrived)
+            logs.request_id_var.reset(token)
+
+    def _record(self, scope: Scope, status: int, arrived: float) -> None:
+        elapsed = time.monotonic() - arrived
+        path = scope.get("path", "")
+        labels = scope["state"].get("labels")
+        endpoint = path.strip("/") if path in ("/solve", "/generate") else None
+        if endpoint is not None:
+            task = labels[1] if labels else "unknown"
+            self.state.metrics.requests.labels(endpoint=endpoint, task=task, status=str(status)).inc()
+            if labels:
+                self.state.metrics.request_duration.labels(
+                    endpoint=endpoint, task=task, width=labels[2]
+                ).observe(elapsed)
+        if path not in ("/metrics", "/healthz", "/readyz") or status >= 400:
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )
+
+
+async def boot(state: AppState) -> None:
+    """Load the checkpoints, warm every bucket, start the worker; then the app is ready."""
+    s = state.settings
+    try:
+        if s.torch_threads:
+            torch.set_num_threads(s.torch_threads)
+        device = resolve_device(s.device)
+        registry = await asyncio.to_thread(Registry.load_dir, s.checkpoint_dir, device)
+        engine = await asyncio.to_thread(Engine, registry, s.max_batch_rows)
+        if s.warmup:
+            for name in registry.models:
+                for bucket in s.buckets:
+                    await asyncio.to_thread(engine.warm, name, bucket)
+        for m in registry.models.values():
+            state.metrics.model_info.labels(model=m.name, task=m.task.key, kernels=m.kernels).set(1)
+        batcher = Batcher(
+            engine,
+            state.metrics,
+            max_batch_rows=s.max_batch_rows,
+            max_batch_delay_s=s.max_batch_delay_ms / 1000,
+            chunk_rows=s.chunk_rows,
+            max_queue_rows=s.max_queue_rows,
+            pad_to_bucket=s.pad_to_bucket,
+            continuous=s.continuous,
+        )
+        batcher.start()
+        if state.draining:
+            batcher.drain()
+        state.registry, state.engine, state.batcher = registry, engine, batcher
+        log.info(
+            "ready" if registry.models else "no models loaded",
+            extra={"models": ",".join(registry.models) or "none", "checkpoint_dir": str(s.checkpoint_dir)},
+        )
+    except Exception as err:
+        log.exception("startup failed")
+        state.boot_error = repr(err)
+    finally:
+        state.booted = True
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    logs.configure(settings.log_level, settings.log_json)
+    state = AppState(
+        settings=settings, metrics=Metrics(settings.buckets, settings.max_width, settings.slo_seconds)
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        booting = asyncio.create_task(boot(state))
+        try:
+            yield
+        finally:
+            state.start_drain()
+            if not booting.done():
+                await asyncio.wait({booting}, timeout=settings.drain_timeout_s)
+            if state.batcher is not None:
+                await asyncio.to_thread(state.batcher.close, 5.0)
+            log.info("stopped")
+
+    app = FastAPI(
+        title="GRAM serve",
+        version="0.1.0",
+        summary="Width and depth sampling of GRAM checkpoints behind a batched HTTP API.",
+        lifespan=lifespan,
+    )
+    app.state.gram = state
+    app.state.service = Service(state)
+    errors.install(app)
+    app.include_router(router)
+    app.add_middleware(RequestContext, state=state)
+    return app

@@ -1,0 +1,418 @@
+"""Row batcher: admission in rows, fair chunk scheduling, one compute thread, step-level batching.
+
+Receives jobs (a request of width W is W rows of one checkpoint, all run for the same number of
+supervision steps) from the event loop; hands each step's rows to the engine on one worker
+thread, and each job's result back to its awaiting coroutine. A job's rows are cut into chunks of
+`chunk_rows`; at every supervision-step boundary the worker picks chunks for the next step (rows
+join and leave there), pads them to a power-of-two bucket and runs one engine step. Started
+chunks keep their state between steps, so a chunk may be paused and resumed. Knows nothing of
+tensors, tasks or HTTP: the engine is any object with start / step / finish / complete.
+
+Scheduling, in order: jobs are served oldest first, one chunk per job per pass, passes repeat
+until `max_batch_rows` are taken. While a narrow job (width <= chunk_rows) shares the worker with
+others, only one pass runs, so a wide job cannot make narrow ones wait behind long steps. An idle
+worker waits up to `max_batch_delay` for `max_batch_rows` rows before its first step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from server.errors import ApiError
+from server.metrics import Metrics
+
+log = logging.getLogger("gram.server")
+
+
+class RowEngine(Protocol):
+    def start(self, work: Any, first: int, count: int) -> Any:
+        """State of trajectories first..first+count-1 of `work` at step 0."""
+
+    def step(self, key: str, states: list[Any], bucket: int) -> list[Any]:
+        """One supervision step for the rows of all `states` together (padded to `bucket`)."""
+
+    def finish(self, work: Any, state: Any) -> bool:
+        """Record rows that ran all their steps; True when `work` needs no more rows (early stop)."""
+
+    def complete(self, work: Any) -> Any:
+        """The result of `work` from its finished rows."""
+
+
+class ClientGone(ApiError):
+    def __init__(self) -> None:
+        super().__init__(499, "the client closed the connection", type="client_closed")
+
+
+@dataclass(eq=False)
+class Chunk:
+    job: Job
+    first: int  # first trajectory index
+    rows: int
+    state: Any = None  # None until started
+    steps_done: int = 0
+
+
+@dataclass(eq=False)
+class Job:
+    key: str  # checkpoint name: rows of one key share steps
+    work: Any
+    rows: int
+    steps: int
+    admitted: float
+    deadline: float | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+    chunks: list[Chunk] = field(default_factory=list)
+    started: float | None = None
+    finished: float | None = None
+    closed: bool = False  # answered, cancelled or failed: no more work
+    done_rows: int = 0
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Complete the future from any thread."""
+
+        def settle() -> None:
+            if not self.future.done():
+                if error is not None:
+                    self.future.set_exception(error)
+                else:
+                    self.future.set_result(result)
+
+        if self.loop.is_closed():
+            return
+        try:
+            if _running_loop() is self.loop:
+                settle()
+            else:
+                self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop closed meanwhile: nobody is waiting
+            pass
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+@dataclass
+class Timing:
+    queue_s: float
+    compute_s: float
+
+
+@dataclass
+class Plan:
+    key: str
+    chunks: list[Chunk]
+    reason: str
+    waited_s: float | None  # oldest wait among chunks starting now
+
+
+class Batcher:
+    def __init__(
+        self,
+        engine: RowEngine,
+        metrics: Metrics,
+        *,
+        max_batch_rows: int,
+        max_batch_delay_s: float,
+        chunk_rows: int,
+        max_queue_rows: int,
+        pad_to_bucket: bool = True,
+        continuous: bool = True,
+    ):
+        self.engine = engine
+        self.metrics = metrics
+        self.max_batch_rows = max_batch_rows
+        self.max_batch_delay_s = max_batch_delay_s
+        self.chunk_rows = max(1, min(chunk_rows, max_batch_rows))
+        self.max_queue_rows = max_queue_rows
+        self.pad_to_bucket = pad_to_bucket
+        self.continuous = continuous
+        self._cond = threading.Condition()
+        self._jobs: list[Job] = []  # admitted and open, oldest first
+        self._outstanding = 0  # rows admitted and not finished
+        self._draining = False
+        self._stop = False
+        self._rr = 0  # round robin over checkpoints
+        self._rate = 0.0  # row-steps per second (EMA), for Retry-After
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ event-loop side
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gram-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def drain(self) -> None:
+        """Stop admitting; flush what is queued without waiting to fill batches."""
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker after its current step; fail whatever is still open with 503."""
+        with self._cond:
+            self._draining = self._stop = True
+            jobs, self._jobs = self._jobs, []
+            self._cond.notify_all()
+        for job in jobs:
+            job.closed = True
+            job.resolve(
+                error=ApiError(503, "the server is shutting down", type="shutting_down", retry_after=1)
+            )
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._update_gauges()
+
+    async def run(
+        self,
+        key: str,
+        work: Any,
+        rows: int,
+        steps: int,
+        *,
+        deadline_s: float | None = None,
+        disconnected: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[Any, Timing]:
+        """Admit `rows` rows, wait for the result; 429 when full, 504 past the deadline."""
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        job = Job(
+            key,
+            work,
+            rows,
+            steps,
+            now,
+            None if deadline_s is None else now + deadline_s,
+            loop,
+            loop.create_future(),
+        )
+        job.chunks = [
+            Chunk(job, first, min(self.chunk_rows, rows - first)) for first in range(0, rows, self.chunk_rows)
+        ]
+        with self._cond:
+            if self._draining:
+                self.metrics.rejected.labels(reason="draining").inc()
+                raise ApiError(503, "the server is draining", type="draining", retry_after=5)
+            if self._outstanding + rows > self.max_queue_rows:
+                self.metrics.rejected.labels(reason="queue_full").inc()
+                raise ApiError(
+                    429,
+                    f"queue full: {self._outstanding} rows waiting or running, {rows} more would pass "
+                    f"the cap of {self.max_queue_rows}",
+                    retry_after=self._retry_after(),
+                )
+            self._jobs.append(job)
+            self._outstanding += rows
+            self._cond.notify_all()
+        self._update_gauges()
+
+        watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
+        try:
+            waiting: set[asyncio.Future[Any]] = {job.future} | ({watcher} if watcher else set())
+            timeout = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
+            done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if job.future in done:
+                result = job.future.result()
+                assert job.started is not None and job.finished is not None
+                return result, Timing(job.started - job.admitted, job.finished - job.started)
+            if watcher is not None and watcher in done:
+                self.cancel(job, "disconnect")
+                raise ClientGone()
+            self.cancel(job, "deadline")
+            raise ApiError(504, f"the deadline of {deadline_s * 1000 if deadline_s else 0:.0f} ms passed")
+        except asyncio.CancelledError:
+            self.cancel(job, "disconnect")
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    def cancel(self, job: Job, reason: str) -> None:
+        """Drop the open rows of a job (queued or running); they count as cancelled for `reason`."""
+        with self._cond:
+            if job.closed:
+                return
+            self._close_locked(job)
+            left = job.rows - job.done_rows
+        if left:
+            self.metrics.cancelled_rows.labels(reason=reason).inc(left)
+        self._update_gauges()
+        log.info("rows cancelled", extra={"reason": reason, "rows": left})
+
+    def _close_locked(self, job: Job) -> None:
+        job.closed = True
+        self._outstanding -= job.rows - job.done_rows
+        job.chunks = []
+        if job in self._jobs:
+            self._jobs.remove(job)
+
+    def _retry_after(self) -> float:
+        """Seconds until the outstanding row-steps are done at the measured rate (1..60)."""
+        work = sum(c.rows * (j.steps - c.steps_done) for j in self._jobs for c in j.chunks)
+        if self._rate <= 0:
+            return 1.0
+        return min(60.0, max(1.0, math.ceil(work / self._rate)))
+
+    def _update_gauges(self) -> None:
+        with self._cond:
+            queued = sum(c.rows for j in self._jobs for c in j.chunks if c.state is None)
+            inflight = sum(c.rows for j in self._jobs for c in j.chunks if c.state is not None)
+        self.metrics.queued_rows.set(queued)
+        self.metrics.inflight_rows.set(inflight)
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {"jobs": len(self._jobs), "outstanding_rows": self._outstanding}
+
+    # ------------------------------------------------------------------ worker side
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                plan = self._next_plan()
+            if plan is None:
+                return
+            try:
+                self._execute(plan)
+            except Exception as err:  # a bug in a step must fail its requests, not the worker
+                log.exception("batch step failed", extra={"model": plan.key})
+                for job in {c.job for c in plan.chunks}:
+                    with self._cond:
+                        if job.closed:
+                            continue
+                        self._close_locked(job)
+                    job.resolve(error=err)
+                self._update_gauges()
+
+    def _expire_locked(self, now: float) -> list[Job]:
+        expired = [j for j in self._jobs if j.deadline is not None and j.deadline <= now]
+        for job in expired:
+            self._close_locked(job)
+        return expired
+
+    def _next_plan(self) -> Plan | None:
+        """Wait for work (under the lock) and choose the chunks of the next step."""
+        while True:
+            if self._stop:
+                return None
+            now = time.monotonic()
+            for job in self._expire_locked(now):
+                self.metrics.cancelled_rows.labels(reason="deadline").inc(job.rows - job.done_rows)
+                job.resolve(error=ApiError(504, "the deadline passed before the rows were done"))
+            if not self._jobs:
+                self._cond.wait()
+                continue
+            running = any(c.state is not None for j in self._jobs for c in j.chunks)
+            if not running and not self._draining:
+                fresh = sum(c.rows for j in self._jobs for c in j.chunks)
+                wake = min(j.admitted for j in self._jobs) + self.max_batch_delay_s
+                deadlines = [j.deadline for j in self._jobs if j.deadline is not None]
+                if fresh < self.max_batch_rows and wake > now:
+                    self._cond.wait(min([wake, *deadlines]) - now)
+                    continue
+            keys = list(dict.fromkeys(j.key for j in self._jobs))
+            key = keys[self._rr % len(keys)]
+            self._rr += 1
+            chunks = self._pick([j for j in self._jobs if j.key == key])
+            rows = sum(c.rows for c in chunks)
+            reason = "drain" if self._draining else "full" if rows >= self.max_batch_rows else "timeout"
+            joining = [c.job.admitted for c in chunks if c.state is None]
+            for c in chunks:
+                if c.job.started is None:
+                    c.job.started = now
+            return Plan(key, chunks, reason, now - min(joining) if joining else None)
+
+    def _pick(self, jobs: list[Job]) -> list[Chunk]:
+        started = {j: [c for c in j.chunks if c.state is not None] for j in jobs}
+        if not self.continuous and any(started.values()):
+            options = started  # static batching: nothing joins until the running rows are done
+        else:
+            options = {j: list(j.chunks) for j in jobs}
+        one_pass = len(jobs) > 1 and any(j.rows <= self.chunk_rows for j in jobs)
+        room, picked = self.max_batch_rows, []
+        cursor = dict.fromkeys(jobs, 0)
+        while room > 0:
+            took = False
+            for job in jobs:
+                i = cursor[job]
+                if i < len(options[job]) and options[job][i].rows <= room:
+                    picked.append(options[job][i])
+                    room -= options[job][i].rows
+                    cursor[job] = i + 1
+                    took = True
+            if not took or one_pass:
+                break
+        return picked
+
+    def bucket(self, rows: int) -> int:
+        if not self.pad_to_bucket:
+            return rows
+        return min(1 << max(0, rows - 1).bit_length(), max(self.max_batch_rows, rows))
+
+    def _execute(self, plan: Plan) -> None:
+        t0 = time.monotonic()
+        for c in plan.chunks:
+            if c.state is None:
+                c.state = self.engine.start(c.job.work, c.first, c.rows)
+        rows = sum(c.rows for c in plan.chunks)
+        bucket = self.bucket(rows)
+        states = self.engine.step(plan.key, [c.state for c in plan.chunks], bucket)
+        dt = time.monotonic() - t0
+        m = self.metrics
+        m.batch_rows.observe(rows)
+        m.batch_padding.observe((bucket - rows) / bucket)
+        m.batch_forward.labels(bucket=str(bucket)).observe(dt)
+        m.batches.labels(reason=plan.reason).inc()
+        if plan.waited_s is not None:
+            m.batch_wait.observe(plan.waited_s)
+        self._rate = rows / dt if self._rate <= 0 else 0.8 * self._rate + 0.2 * rows / max(dt, 1e-9)
+
+        finished: list[Chunk] = []
+        with self._cond:
+            for c, state in zip(plan.chunks, states, strict=True):
+                if c.job.closed:
+                    continue
+                c.state, c.steps_done = state, c.steps_done + 1
+                if c.steps_done >= c.job.steps:
+                    c.job.chunks.remove(c)
+                    finished.append(c)
+        for c in finished:
+            self._finish(c)
+        self._update_gauges()
+
+    def _finish(self, chunk: Chunk) -> None:
+        job = chunk.job
+        enough = self.engine.finish(job.work, chunk.state)
+        self.metrics.rows_processed.inc(chunk.rows)
+        with self._cond:
+            if job.closed:
+                return
+            job.done_rows += chunk.rows
+            self._outstanding -= chunk.rows
+            dropped = job.rows - job.done_rows if enough and job.chunks else 0
+            if job.chunks and not enough:
+                return
+            self._close_locked(job)
+        if dropped:
+            self.metrics.cancelled_rows.labels(reason="early_stop").inc(dropped)
+        job.finished = time.monotonic()
+        try:
+            job.resolve(self.engine.complete(job.work))
+        except Exception as err:
+            log.exception("building a result failed")
+            job.resolve(error=err)

@@ -1,0 +1,166 @@
+"""Engine: trajectories on the model, then decode, verify, dedupe and rank.
+
+Receives `Work` (one request: input tokens, seed, width, steps) in row chunks from the batcher;
+hands on model states after each supervision step and, when a request's rows are done, its
+ranked candidates (solve) or samples (generate) as plain dicts shaped like the wire schemas.
+Trajectory i of a request with seed s draws its noise keyed on (s, i, step) (model/sampling.py),
+so a row's result does not depend on the batch it ran in. Every trajectory is checked by the
+task's exact verifier. Knows nothing of HTTP, queues or scheduling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.sampling import Rollout, advance, blank_inputs, start
+from server.prepare import Work
+from server.registry import LoadedModel, Registry
+
+
+@dataclass
+class Group:
+    """One distinct candidate: its tokens, the trajectories that produced it and their verdict."""
+
+    tokens: np.ndarray  # (out_len,)
+    first: int  # lowest trajectory index (the final tie-break)
+    votes: int
+    lprm: float
+    valid: bool
+    violations: int
+    score: float
+
+
+def group_candidates(work: Work) -> list[Group]:
+    """The finished trajectories of `work`, deduplicated by exact tokens."""
+    idx = np.flatnonzero(work.done)
+    if len(idx) == 0:
+        return []
+    uniq, first, inverse, counts = np.unique(
+        work.tokens[idx], axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
+    inverse = inverse.reshape(-1)
+    lprm = np.bincount(inverse, weights=work.value[idx], minlength=len(uniq)) / counts
+    return [
+        Group(
+            tokens=uniq[g],
+            first=int(idx[first[g]]),
+            votes=int(counts[g]),
+            lprm=float(lprm[g]),
+            valid=bool(work.valid[idx[first[g]]]),
+            violations=int(work.violations[idx[first[g]]]),
+            score=float(work.score[idx[first[g]]]),
+        )
+        for g in range(len(uniq))
+    ]
+
+
+def rank(groups: list[Group], rule: str) -> list[Group]:
+    """verifier: valid, fewer violations, votes, lprm; vote: votes, lprm; lprm: lprm, votes."""
+    if rule == "verifier":
+        return sorted(groups, key=lambda g: (not g.valid, g.violations, -g.votes, -g.lprm, g.first))
+    if rule == "vote":
+        return sorted(groups, key=lambda g: (-g.votes, -g.lprm, g.first))
+    if rule == "lprm":
+        return sorted(groups, key=lambda g: (-g.lprm, -g.votes, g.first))
+    raise ValueError(f"unknown selection rule {rule!r}")
+
+
+class Engine:
+    """The batcher's RowEngine over the loaded checkpoints (states are `Rollout`s)."""
+
+    def __init__(self, registry: Registry, max_batch_rows: int):
+        self.registry = registry
+        self._pads: dict[str, Rollout] = {}
+        for name, entry in registry.models.items():
+            rows = blank_inputs(entry.model, max_batch_rows, entry.device)
+            zeros = torch.zeros(max_batch_rows, dtype=torch.int64, device=entry.device)
+            self._pads[name] = start(
+                entry.model, rows, zeros, torch.arange(max_batch_rows, device=entry.device)
+            )
+
+    def _entry(self, key: str) -> LoadedModel:
+        return self.registry.models[key]
+
+    def start(self, work: Work, first: int, count: int) -> Rollout:
+        entry = work.entry
+        inputs = torch.as_tensor(work.inputs, device=entry.device).expand(count, -1).contiguous()
+        seeds = torch.full((count,), work.seed, dtype=torch.int64, device=entry.device)
+        traj = torch.arange(first, first + count, dtype=torch.int64, device=entry.device)
+        return start(entry.model, inputs, seeds, traj)
+
+    @torch.inference_mode()
+    def step(self, key: str, states: list[Rollout], bucket: int) -> list[Rollout]:
+        sizes = [len(s) for s in states]
+        rows = sum(sizes)
+        parts = list(states)
+        if bucket > rows:
+            pad = self._pads[key]
+            parts.append(pad.select(torch.arange(bucket - rows, device=pad.seeds.device)))
+        batch = parts[0] if len(parts) == 1 else Rollout.cat(parts)
+        out = advance(self._entry(key).model, batch)
+        if len(states) == 1 and bucket == rows:
+            return [out]
+        result, offset = [], 0
+        for n in sizes:
+            result.append(out.select(torch.arange(offset, offset + n, device=out.seeds.device)))
+            offset += n
+        return result
+
+    @torch.inference_mode()
+    def warm(self, key: str, bucket: int) -> None:
+        """One step at `bucket` rows, so the first real batch of that size finds everything ready."""
+        pad = self._pads[key]
+        advance(self._entry(key).model, pad.select(torch.arange(bucket, device=pad.seeds.device)))
+
+    def finish(self, work: Work, state: Rollout) -> bool:
+        traj = state.traj.cpu().numpy()
+        tokens = state.tokens.cpu().numpy().astype(np.int64)
+        verdict = work.entry.task.verify(work.instance, tokens)
+        work.tokens[traj] = tokens
+        work.value[traj] = state.value.float().cpu().numpy()
+        work.valid[traj] = verdict.valid
+        work.violations[traj] = verdict.violations
+        work.score[traj] = verdict.score
+        work.done[traj] = True
+        if work.stop_after_valid is None:
+            return False
+        valid_rows = work.tokens[work.done & work.valid]
+        return len(valid_rows) > 0 and len(np.unique(valid_rows, axis=0)) >= work.stop_after_valid
+
+    def complete(self, work: Work) -> dict[str, Any]:
+        task = work.entry.task
+        if work.endpoint == "generate":
+            idx = np.flatnonzero(work.done)
+            samples = [
+                {
+                    "sample": task.decode(work.tokens[i]),
+                    "valid": bool(work.valid[i]),
+                    "violations": int(work.violations[i]),
+                    "score": float(work.score[i]),
+                }
+                for i in idx
+            ]
+            distinct = len(np.unique(work.tokens[idx], axis=0)) if len(idx) else 0
+            return {"samples": samples, "num_valid": int(work.valid[idx].sum()), "num_distinct": distinct}
+        groups = rank(group_candidates(work), work.select)
+        candidates = [
+            {
+                "solution": task.decode(g.tokens),
+                "valid": g.valid,
+                "violations": g.violations,
+                "score": g.score,
+                "votes": g.votes,
+                "lprm": g.lprm,
+            }
+            for g in groups[: work.top_k]
+        ]
+        return {
+            "candidates": candidates,
+            "num_distinct": len(groups),
+            "num_valid_trajectories": int((work.valid & work.done).sum()),
+            "num_trajectories": int(work.done.sum()),
+        }

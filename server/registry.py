@@ -1,0 +1,200 @@
+"""The loaded checkpoints and the rule that picks one for a request.
+
+Receives a checkpoint directory (one sub-folder per checkpoint: model.safetensors, config.json,
+card.json) and a device; hands on `LoadedModel`s (network, config, task, card) and, per request,
+the checkpoint for (task, size[, num_colors]) or the one named. Folders that fail to load are
+logged and skipped, so an empty or missing directory gives a registry with no models.
+Knows nothing of HTTP or batching.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.checkpoint import is_checkpoint, load
+from model.config import ModelConfig, to_dict
+from model.network import GRAM
+from server.errors import ApiError
+from tasks import get_task
+from tasks.base import Task
+
+log = logging.getLogger("gram.server")
+
+COLOR_TOKEN0 = 3  # graph colouring: tokens 3.. are colours, so vocab_size = 3 + num_colors
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: Path
+    model: GRAM
+    task: Task
+    card: dict[str, Any]
+    device: torch.device
+    default: bool = False
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.model.cfg
+
+    @property
+    def conditional(self) -> bool:
+        return self.cfg.conditional
+
+    @property
+    def num_colors(self) -> int | None:
+        return getattr(self.task, "num_colors", None) if self.cfg.task == "graph_coloring" else None
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def kernels(self) -> str:
+        return "triton" if self.device.type == "cuda" else "ref"
+
+    def describe(self) -> str:
+        kind = "generator" if not self.conditional else "solver"
+        extra = f", {self.num_colors} colours" if self.num_colors is not None else ""
+        return f"{self.name} ({self.cfg.task} size {self.cfg.task_size}{extra}, {kind})"
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.cfg.task,
+            "size": self.cfg.task_size,
+            "conditional": self.conditional,
+            "num_colors": self.num_colors,
+            "mode": self.cfg.mode,
+            "parameters": self.parameters,
+            "default": self.default,
+            "config": to_dict(self.cfg),
+            "metrics": dict(self.card.get("metrics", {}))
+            if isinstance(self.card.get("metrics"), dict)
+            else {},
+        }
+
+
+def task_for(cfg: ModelConfig, card: dict[str, Any]) -> Task:
+    """The task a checkpoint was trained on; graph colouring reads its colour count from the vocabulary."""
+    if cfg.task == "graph_coloring":
+        colors = int(card.get("num_colors", cfg.vocab_size - COLOR_TOKEN0))
+        return get_task(cfg.task, cfg.task_size, num_colors=colors)
+    return get_task(cfg.task, cfg.task_size)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Registry:
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # folder name -> why it did not load
+
+    @classmethod
+    def load_dir(cls, directory: Path, device: torch.device) -> Registry:
+        reg = cls()
+        folders = sorted(p for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+        for path in folders:
+            if not is_checkpoint(path):
+                continue
+            try:
+                model, card = load(path, device)
+                task = task_for(model.cfg, card)
+                if (task.seq_len, task.out_len, task.vocab_size) != (
+                    model.cfg.seq_len,
+                    model.cfg.out_len,
+                    model.cfg.vocab_size,
+                ):
+                    raise ValueError(f"config does not match task {task.key}")
+            except Exception as err:  # a broken folder must not stop the others from loading
+                log.error("checkpoint failed to load", extra={"path": str(path), "error": repr(err)})
+                reg.failures[path.name] = repr(err)
+                continue
+            reg.models[path.name] = LoadedModel(path.name, path, model, task, card, device)
+            log.info("checkpoint loaded", extra={"model": path.name, "task": task.key, "device": str(device)})
+        reg._mark_defaults()
+        return reg
+
+    def _mark_defaults(self) -> None:
+        """Per (task, size, conditional, colours): prefer mode 'gram', then the shortest, then first name."""
+        groups: dict[tuple[Any, ...], list[LoadedModel]] = {}
+        for m in self.models.values():
+            groups.setdefault((m.cfg.task, m.cfg.task_size, m.conditional, m.num_colors), []).append(m)
+        for members in groups.values():
+            best = min(members, key=lambda m: (m.cfg.mode != "gram", len(m.name), m.name))
+            best.default = True
+
+    def loaded(self) -> str:
+        return ", ".join(m.describe() for m in self.models.values()) or "none"
+
+    def pick(
+        self,
+        task: str,
+        size: int | None,
+        *,
+        conditional: bool,
+        name: str | None = None,
+        num_colors: int | None = None,
+    ) -> LoadedModel:
+        """The named checkpoint (checked against the request) or the default one for task+size."""
+        endpoint = "/solve" if conditional else "/generate"
+        if name is not None:
+            m = self.models.get(name)
+            if m is None:
+                raise ApiError(
+                    422, f"no model named {name!r}; loaded: {self.loaded()}", type="no_model", field="model"
+                )
+            if m.cfg.task != task:
+                raise ApiError(
+                    422, f"model {name!r} is for {m.cfg.task}, not {task}", type="no_model", field="model"
+                )
+            if m.conditional != conditional:
+                other = "/generate" if conditional else "/solve"
+                raise ApiError(
+                    422, f"model {name!r} serves {other}, not {endpoint}", type="no_model", field="model"
+                )
+            if size is not None and m.cfg.task_size != size:
+                raise ApiError(
+                    422,
+                    f"model {name!r} is for size {m.cfg.task_size}, not {size}",
+                    type="no_model",
+                    field="model",
+                )
+            if num_colors is not None and m.num_colors != num_colors:
+                raise ApiError(
+                    422,
+                    f"model {name!r} colours with {m.num_colors} colours, not {num_colors}",
+                    type="no_model",
+                    field="puzzle.num_colors",
+                )
+            return m
+        candidates = [
+            m
+            for m in self.models.values()
+            if m.default
+            and m.cfg.task == task
+            and m.conditional == conditional
+            and (size is None or m.cfg.task_size == size)
+            and (num_colors is None or m.num_colors == num_colors)
+        ]
+        if len(candidates) == 1:
+            return candidates[0]
+        what = f"{task}" + (f" size {size}" if size is not None else "")
+        what += f" with {num_colors} colours" if num_colors is not None else ""
+        if not candidates:
+            message = f"no model loaded for {what} on {endpoint}; loaded: {self.loaded()}"
+            return_field = "size" if not conditional else "puzzle"
+            raise ApiError(422, message, type="no_model", field=return_field)
+        names = ", ".join(m.name for m in candidates)
+        raise ApiError(
+            422, f"several models for {what}: {names}; give `size` or `model`", type="no_model", field="size"
+        )

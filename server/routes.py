@@ -1,0 +1,105 @@
+"""HTTP routes: each validates its body (pydantic), calls the service and returns its answer.
+
+Receives HTTP requests; hands on wire responses (server/schemas.py) or raises ApiError. Routes
+hold no logic: preparation, batching and ranking live in service / prepare / batcher / engine.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from server.errors import ApiError
+from server.schemas import (
+    ErrorResponse,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    ModelInfo,
+    ModelsResponse,
+    ReadyResponse,
+    SolveRequest,
+    SolveResponse,
+)
+from server.service import AppState, Service
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "malformed JSON",
+        401: "missing or wrong API key",
+        413: "body over the size cap",
+        415: "body is not JSON",
+        422: "invalid request, puzzle or caps; or no model for that task and size",
+        429: "queue full (Retry-After)",
+        503: "not ready or draining (Retry-After)",
+        504: "deadline passed",
+    }.items()
+}
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.gram
+    return state
+
+
+def service(request: Request) -> Service:
+    svc: Service = request.app.state.service
+    return svc
+
+
+def api_key(request: Request) -> None:
+    """When GRAM_API_KEY is set: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    expected = app_state(request).settings.api_key
+    if expected is None:
+        return
+    auth = request.headers.get("authorization", "")
+    given = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise ApiError(401, "missing or wrong API key (Authorization: Bearer <key> or X-API-Key)")
+
+
+router = APIRouter()
+protected = [Depends(api_key)]
+
+
+@router.post("/solve", response_model=SolveResponse, responses=_ERRORS, dependencies=protected)
+async def solve(body: SolveRequest, request: Request) -> SolveResponse:
+    """Conditional sampling p(y|x): `width` trajectories for one puzzle, verified and ranked."""
+    return await service(request).solve(body, request)
+
+
+@router.post("/generate", response_model=GenerateResponse, responses=_ERRORS, dependencies=protected)
+async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
+    """Unconditional sampling p(x) from a generator checkpoint, every sample verified."""
+    return await service(request).generate(body, request)
+
+
+@router.get("/models", response_model=ModelsResponse, responses=_ERRORS, dependencies=protected)
+async def models(request: Request) -> ModelsResponse:
+    """The loaded checkpoints: name, task, size, parameter count, training metrics."""
+    reg = app_state(request).registry
+    return ModelsResponse(models=[ModelInfo(**m.info()) for m in reg.models.values()])
+
+
+@router.get("/healthz", response_model=HealthResponse)
+async def healthz() -> HealthResponse:
+    """The process is alive (answers under full load: compute runs off the event loop)."""
+    return HealthResponse(status="ok")
+
+
+@router.get("/readyz", response_model=ReadyResponse, responses={503: _ERRORS[503]})
+async def readyz(request: Request) -> ReadyResponse:
+    """Models loaded and warmed, and not draining; else 503 with the reason."""
+    state = app_state(request)
+    if not state.ready:
+        raise state.not_ready()
+    return ReadyResponse(status="ready", models=list(state.registry.models))
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition."""
+    return Response(app_state(request).metrics.exposition(), media_type="text/plain; version=0.0.4")

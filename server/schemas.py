@@ -1,0 +1,164 @@
+"""Wire schemas of the HTTP contract (docs serving.md section 1-2): requests, responses, errors.
+
+Receives nothing; hands on pydantic models that the routes validate against and that the clients
+import to build requests and read responses. Pydantic and the standard library only: no torch, no
+FastAPI, no server internals. Caps that depend on settings (max width, steps...) are checked by
+the server, not here; the puzzle's task-native content is checked by the task's parser.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+TaskName = Literal["sudoku", "nqueens", "graph_coloring"]
+SelectRule = Literal["verifier", "vote", "lprm"]
+MAX_SEED = 2**63 - 1
+
+# A task-native puzzle: a Sudoku string or list of rows, or an object (N-Queens, graph colouring).
+Puzzle = str | list[list[StrictInt]] | dict[str, Any]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class QueensPuzzle(_Strict):
+    """N-Queens input and solution: board size and queens as 0-based [row, col] pairs."""
+
+    n: int = Field(ge=4, le=12)
+    queens: list[list[int]] = Field(default_factory=list)
+
+
+class GraphPuzzle(_Strict):
+    """Graph colouring input: 0-based undirected edges between num_nodes nodes."""
+
+    num_nodes: int = Field(ge=3, le=16)
+    edges: list[list[int]] = Field(default_factory=list)
+    num_colors: int = 3
+
+
+class ColoringSolution(_Strict):
+    colors: list[int]  # colour per node, 0..num_colors-1 (-1 where the model produced no colour)
+
+
+Solution = str | QueensPuzzle | ColoringSolution  # sudoku: n*n digits, row by row
+
+
+class SolveRequest(_Strict):
+    """POST /solve: conditional sampling p(y|x) of `width` trajectories for one puzzle."""
+
+    task: TaskName
+    puzzle: Puzzle
+    width: int = Field(default=16, ge=1, description="parallel trajectories, 1..max_width")
+    steps: int = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="null: the server picks and echoes one"
+    )
+    select: SelectRule = "verifier"
+    top_k: int = Field(default=5, ge=1, description="distinct candidates returned")
+    deadline_ms: int | None = Field(default=None, ge=1, description="answer 504 if not done by then")
+    model: str | None = Field(
+        default=None, description="checkpoint name; default: the one for this task+size"
+    )
+    stop_after_valid: int | None = Field(
+        None, ge=1, description="stop sibling trajectories once this many distinct valid candidates exist"
+    )
+
+
+class Timing(BaseModel):
+    queue: float  # ms from admission to the first row computed
+    compute: float  # ms from the first row computed to the last
+    total: float  # ms from the request's arrival to its answer
+
+
+class Candidate(BaseModel):
+    solution: Solution
+    valid: bool
+    violations: int
+    score: float  # verifier score in [0, 1]; 1.0 = all constraints hold
+    votes: int  # trajectories that produced this exact candidate
+    lprm: float  # LPRM value, mean over its trajectories
+
+
+class SolveResponse(BaseModel):
+    task: TaskName
+    model: str
+    seed: int
+    width: int
+    steps: int
+    candidates: list[Candidate]
+    num_distinct: int
+    num_valid_trajectories: int
+    num_trajectories: int  # trajectories run to the end (< width after stop_after_valid)
+    timing_ms: Timing
+
+
+class GenerateRequest(_Strict):
+    """POST /generate: unconditional sampling p(x) of `count` samples from a generator checkpoint."""
+
+    task: TaskName = "sudoku"
+    size: int | None = Field(default=None, ge=1, description="null: the only generator loaded for the task")
+    count: int = Field(default=8, ge=1, description="samples, 1..max_count")
+    steps: int = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    deadline_ms: int | None = Field(default=None, ge=1)
+    model: str | None = None
+
+
+class Sample(BaseModel):
+    sample: Solution
+    valid: bool
+    violations: int
+    score: float
+
+
+class GenerateResponse(BaseModel):
+    task: TaskName
+    model: str
+    seed: int
+    samples: list[Sample]
+    num_valid: int
+    num_distinct: int
+    timing_ms: Timing
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str
+    size: int
+    conditional: bool  # False: an unconditional generator (POST /generate)
+    num_colors: int | None = None  # graph colouring only
+    mode: str
+    parameters: int
+    default: bool  # picked when a request names no model
+    config: dict[str, Any]
+    metrics: dict[str, Any]  # training metrics from the checkpoint's card
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"]
+    models: list[str]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+    retryable: bool = False
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The one envelope of every non-2xx answer."""
+
+    error: ErrorDetail

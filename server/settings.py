@@ -1,0 +1,63 @@
+"""Server settings from the environment (prefix GRAM_, e.g. GRAM_PORT=9000) via pydantic-settings.
+
+Receives environment variables (and keyword overrides in tests); hands on one frozen `Settings`
+object that `create_app()` builds and passes to everything else. Never read at import time.
+Knows nothing of models or HTTP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRAM_", frozen=True, extra="forbid")
+
+    # where and what to serve
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    checkpoint_dir: Path = BUNDLED_CHECKPOINTS
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    torch_threads: int = Field(default=0, ge=0)  # 0: leave torch's default
+    api_key: SecretStr | None = None  # when set, /solve /generate /models need it (Bearer or X-API-Key)
+
+    # caps (422 above them; 413 for the body)
+    max_width: int = Field(default=256, ge=1)
+    max_steps: int = Field(default=64, ge=1)
+    max_count: int = Field(default=256, ge=1)
+    max_top_k: int = Field(default=256, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    max_deadline_ms: int = Field(default=600_000, ge=1)
+
+    # batcher
+    max_queue_rows: int = Field(default=4096, ge=1)  # rows admitted and not finished; above: 429
+    max_batch_rows: int = Field(default=64, ge=1)  # rows per model step; a power of two (largest bucket)
+    max_batch_delay_ms: float = Field(default=5.0, ge=0)  # an idle worker waits this long to fill a batch
+    chunk_rows: int = Field(default=8, ge=1)  # a request's rows are scheduled in chunks of this many
+    pad_to_bucket: bool = True  # pad each step to a power-of-two bucket (static shapes)
+    continuous: bool = True  # rows join and leave at step boundaries (False: whole-rollout batches)
+    warmup: bool = True  # run every bucket once before turning ready
+
+    # lifecycle and observability
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    log_level: str = "INFO"
+    log_json: bool = True
+    slo_seconds: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0)  # exact edges of the latency histograms
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.max_batch_rows & (self.max_batch_rows - 1):
+            raise ValueError(f"max_batch_rows must be a power of two, got {self.max_batch_rows}")
+        if self.max_width > self.max_queue_rows or self.max_count > self.max_queue_rows:
+            raise ValueError("max_width and max_count must not exceed max_queue_rows")
+        return self
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        """Padded batch sizes: powers of two up to max_batch_rows."""
+        return tuple(2**i for i in range(self.max_batch_rows.bit_length()))
