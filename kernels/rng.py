@@ -64,15 +64,8 @@ def philox_normal_ref(seeds: torch.Tensor, traj: torch.Tensor, step: int, numel:
 
 
 @triton.jit
-def philox_normal_tile(k0, k1, e, step, traj):
-    """N(0, 1) for a block of element counters `e` (uint32) under key (k0, k1); step, traj: uint32.
-
-    The same stream as `philox_normal_ref`; shared with the guidance kernel.
-    """
-    c0 = e
-    c1 = tl.zeros_like(e) + step
-    c2 = tl.zeros_like(e) + traj
-    c3 = tl.zeros_like(e)
+def philox_rounds(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 on uint32 blocks: counter (c0, c1, c2, c3), key (k0, k1) -> four uint32 words."""
     for _ in tl.static_range(10):
         hi0 = tl.umulhi(c0, 0xD2511F53)
         lo0 = c0 * 0xD2511F53
@@ -81,9 +74,26 @@ def philox_normal_tile(k0, k1, e, step, traj):
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
         k0 = k0 + 0x9E3779B9
         k1 = k1 + 0xBB67AE85
-    u1 = ((c0 >> 8).to(tl.float32) + 0.5) / 16777216.0
-    u2 = (c1 >> 8).to(tl.float32) / 16777216.0
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def philox_normal_tile(k0, k1, e, step, traj):
+    """N(0, 1) for a block of element counters `e` (uint32) under key (k0, k1); step, traj: uint32.
+
+    The same stream as `philox_normal_ref`; shared with the guidance kernel.
+    """
+    zero = tl.zeros_like(e)
+    r0, r1, _, _ = philox_rounds(e, zero + step, zero + traj, zero, k0, k1)
+    u1 = ((r0 >> 8).to(tl.float32) + 0.5) / 16777216.0
+    u2 = (r1 >> 8).to(tl.float32) / 16777216.0
     return tl.sqrt(-2.0 * tl.log(u1)) * tl.cos(6.283185307179586 * u2)
+
+
+@triton.jit
+def load_step(step, STEP_IN_MEMORY: tl.constexpr):
+    """The step counter as uint32: a scalar argument, or read from a one-element int64 tensor."""
+    return tl.load(step).to(tl.uint32) if STEP_IN_MEMORY else step.to(tl.uint32)  # static choice
 
 
 @triton.jit
@@ -97,22 +107,65 @@ def philox_key(seeds_ptr, traj_ptr, row):
 
 
 @triton.jit(do_not_specialize=["step"])
-def _philox_normal_kernel(out_ptr, seeds_ptr, traj_ptr, step, numel, BLOCK: tl.constexpr):
+def _philox_normal_kernel(
+    out_ptr, seeds_ptr, traj_ptr, step, numel, STEP_IN_MEMORY: tl.constexpr, BLOCK: tl.constexpr
+):
     row = tl.program_id(0)  # one row = one (request, trajectory) key
     e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # element counters of this block
     k0, k1, traj = philox_key(seeds_ptr, traj_ptr, row)
-    z = philox_normal_tile(k0, k1, e.to(tl.uint32), step.to(tl.uint32), traj)
+    z = philox_normal_tile(k0, k1, e.to(tl.uint32), load_step(step, STEP_IN_MEMORY), traj)
     tl.store(out_ptr + row.to(tl.int64) * numel + e, z, mask=e < numel)
+
+
+@triton.jit
+def _philox_raw_kernel(ctr_ptr, key_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < n
+    c0 = tl.load(ctr_ptr + 4 * i, mask=m, other=0).to(tl.uint32)
+    c1 = tl.load(ctr_ptr + 4 * i + 1, mask=m, other=0).to(tl.uint32)
+    c2 = tl.load(ctr_ptr + 4 * i + 2, mask=m, other=0).to(tl.uint32)
+    c3 = tl.load(ctr_ptr + 4 * i + 3, mask=m, other=0).to(tl.uint32)
+    k0 = tl.load(key_ptr + 2 * i, mask=m, other=0).to(tl.uint32)
+    k1 = tl.load(key_ptr + 2 * i + 1, mask=m, other=0).to(tl.uint32)
+    r0, r1, r2, r3 = philox_rounds(c0, c1, c2, c3, k0, k1)
+    tl.store(out_ptr + 4 * i, r0.to(tl.int64), mask=m)
+    tl.store(out_ptr + 4 * i + 1, r1.to(tl.int64), mask=m)
+    tl.store(out_ptr + 4 * i + 2, r2.to(tl.int64), mask=m)
+    tl.store(out_ptr + 4 * i + 3, r3.to(tl.int64), mask=m)
+
+
+def philox4x32_10_triton(counters: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """The raw uint32 words of the Triton rounds, for known-answer tests: (N, 4), (N, 2) int64 -> (N, 4)."""
+    counters, keys = counters.to(torch.int64).contiguous(), keys.to(torch.int64).contiguous()
+    out = torch.empty_like(counters)
+    _philox_raw_kernel[(triton.cdiv(len(out), 256),)](counters, keys, out, len(out), BLOCK=256)
+    return out
+
+
+def step_arg(step: int | torch.Tensor, device: torch.device) -> tuple[int | torch.Tensor, bool]:
+    """A kernel's step argument: an int (masked to 32 bits) or a one-element integer tensor on the
+    kernels' device, read in-kernel (so a captured CUDA graph replays with the step it holds)."""
+    if isinstance(step, torch.Tensor):
+        if step.numel() != 1 or step.dtype.is_floating_point or step.device != device:
+            raise ValueError(
+                f"a step tensor must hold one integer on {device}, got {step.dtype} {tuple(step.shape)}"
+            )
+        return step.reshape(1).to(torch.int64), True
+    return int(step) & M32, False
 
 
 def check_keys(seeds: torch.Tensor, traj: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate (R,) seeds and trajectory indices; hand them back as contiguous int64."""
     if seeds.shape != (rows,) or traj.shape != (rows,):
-        raise ValueError(f"seeds and traj must have shape ({rows},), got {tuple(seeds.shape)}, {tuple(traj.shape)}")
+        raise ValueError(
+            f"seeds and traj must have shape ({rows},), got {tuple(seeds.shape)}, {tuple(traj.shape)}"
+        )
     return seeds.to(torch.int64).contiguous(), traj.to(torch.int64).contiguous()
 
 
-def philox_normal_triton(seeds: torch.Tensor, traj: torch.Tensor, step: int, numel: int) -> torch.Tensor:
+def philox_normal_triton(
+    seeds: torch.Tensor, traj: torch.Tensor, step: int | torch.Tensor, numel: int
+) -> torch.Tensor:
     """Launcher: one program per (row, block of 1024 elements)."""
     seeds, traj = check_keys(seeds, traj, len(seeds))
     out = torch.empty(len(seeds), numel, device=seeds.device, dtype=torch.float32)
@@ -120,14 +173,18 @@ def philox_normal_triton(seeds: torch.Tensor, traj: torch.Tensor, step: int, num
         return out
     BLOCK = 1024
     grid = (len(seeds), triton.cdiv(numel, BLOCK))
-    _philox_normal_kernel[grid](out, seeds, traj, step & M32, numel, BLOCK=BLOCK)
+    step, in_memory = step_arg(step, seeds.device)
+    _philox_normal_kernel[grid](out, seeds, traj, step, numel, STEP_IN_MEMORY=in_memory, BLOCK=BLOCK)
     return out
 
 
 def philox_normal(
-    seeds: torch.Tensor, traj: torch.Tensor, step: int, numel: int, impl: str = "auto"
+    seeds: torch.Tensor, traj: torch.Tensor, step: int | torch.Tensor, numel: int, impl: str = "auto"
 ) -> torch.Tensor:
-    """Public entry: batch-invariant N(0, 1) noise of shape (R, numel); see the module docstring."""
+    """Public entry: batch-invariant N(0, 1) noise of shape (R, numel); see the module docstring.
+
+    `step` may be a one-element integer tensor on the seeds' device (read in-kernel: CUDA graphs).
+    """
     if use_triton(impl, seeds, traj):
         return philox_normal_triton(seeds, traj, step, numel)
-    return philox_normal_ref(seeds, traj, step, numel)
+    return philox_normal_ref(seeds, traj, int(step), numel)

@@ -1,0 +1,155 @@
+"""GPU checks (marked `gpu`, skipped without CUDA): compiled kernels against the references.
+
+float32 to 1e-5 on irregular shapes; bf16 by FlashAttention's rule: the kernel's error against a
+float32 reference is at most twice that of the same op run in bf16 by plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kernels import add_rmsnorm, guide, guide_kl, philox_normal, swiglu_gate, swiglu_linear
+from kernels.add_rmsnorm import add_rmsnorm_ref
+from kernels.guidance import guide_kl_ref, guide_ref
+from kernels.rng import philox_normal_ref
+from kernels.swiglu import swiglu_gate_ref, swiglu_linear_ref
+
+pytestmark = pytest.mark.gpu
+CUDA = "cuda"
+SHAPES = [(1, 32, 48), (3, 80, 40), (64, 97, 512)]  # (R, S, D); the last a serving shape
+
+
+def _rand(*shape, seed=0, scale=1.0, dtype=torch.float32):
+    g = torch.Generator(device=CUDA).manual_seed(seed)
+    return (torch.randn(*shape, generator=g, device=CUDA) * scale).to(dtype)
+
+
+def _err(x: torch.Tensor, exact: torch.Tensor) -> float:
+    return (x.float() - exact.float()).abs().max().item()
+
+
+def _flash_rule(ours: torch.Tensor, torch_bf16: torch.Tensor, exact: torch.Tensor) -> None:
+    e_ours, e_torch = _err(ours, exact), _err(torch_bf16, exact)
+    assert e_ours <= 2 * e_torch + 1e-6, f"kernel error {e_ours:.3g} > 2 x bf16 torch error {e_torch:.3g}"
+
+
+def test_noise_matches_reference_and_is_deterministic():
+    seeds = torch.tensor([0, 7, -1, 2**40 + 3], device=CUDA)
+    traj = torch.tensor([0, 1, 2, 2**32 + 1], device=CUDA)
+    z = philox_normal(seeds, traj, 11, 97 * 512)
+    assert z.is_cuda
+    torch.testing.assert_close(z, philox_normal_ref(seeds, traj, 11, 97 * 512), rtol=1e-5, atol=1e-5)
+    assert torch.equal(z, philox_normal(seeds, traj, 11, 97 * 512))
+    assert torch.equal(philox_normal(seeds[2:3], traj[2:3], 11, 97 * 512)[0], z[2])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_float32_matches_reference(shape):
+    R, S, D = shape
+    a, b, c = (_rand(*shape, seed=i).requires_grad_() for i in range(3))
+    y, y_ref = add_rmsnorm(a, b, c), add_rmsnorm_ref(a, b, c)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    dy = _rand(*shape, seed=9)
+    for g, g_ref in zip(
+        torch.autograd.grad(y, [a, b], dy), torch.autograd.grad(y_ref, [a, b], dy), strict=True
+    ):
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+    gu = _rand(R, S, 2 * D, seed=3, scale=3).requires_grad_()
+    y, y_ref = swiglu_gate(gu), swiglu_gate_ref(gu)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    dy = _rand(R, S, D, seed=4)
+    torch.testing.assert_close(torch.autograd.grad(y, gu, dy)[0], torch.autograd.grad(y_ref, gu, dy)[0])
+    x, w = _rand(R * S, D, seed=5), _rand(2 * D, D, seed=6, scale=D**-0.5)
+    torch.testing.assert_close(swiglu_linear(x, w), swiglu_linear_ref(x, w), rtol=1e-4, atol=1e-5)
+    params = [_rand(*shape, seed=10 + i, scale=0.5).requires_grad_() for i in range(5)]
+    seeds, traj = torch.arange(R, device=CUDA) * 31 + 1, torch.arange(R, device=CUDA) % 3
+    out, out_ref = guide_kl(*params, seeds, traj, 5, kl_alpha=0.8), guide_kl_ref(*params, seeds, traj, 5, 0.8)
+    for o, o_ref in zip(out, out_ref, strict=True):
+        torch.testing.assert_close(o, o_ref, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out, params, [torch.ones_like(o) for o in out])
+    grads_ref = torch.autograd.grad(out_ref, params, [torch.ones_like(o) for o in out_ref])
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_add_rmsnorm_within_twice_torch_error():
+    shape = (64, 97, 512)
+    a, b = (_rand(*shape, seed=i, dtype=torch.bfloat16).requires_grad_() for i in range(2))
+    a32, b32 = (t.detach().float().requires_grad_() for t in (a, b))
+    dy = _rand(*shape, seed=7, dtype=torch.bfloat16)
+    exact = add_rmsnorm_ref(a32, b32)
+    ours = add_rmsnorm(a, b)
+    plain = F.rms_norm(a + b, (512,), eps=1e-6)
+    _flash_rule(ours, plain, exact)
+    (g_exact,) = torch.autograd.grad(exact, a32, dy.float())
+    _flash_rule(torch.autograd.grad(ours, a, dy)[0], torch.autograd.grad(plain, a, dy)[0], g_exact)
+
+
+def test_bf16_swiglu_within_twice_torch_error():
+    gu = _rand(64 * 97, 1024, seed=1, scale=3, dtype=torch.bfloat16).requires_grad_()
+    gu32 = gu.detach().float().requires_grad_()
+    exact, ours = swiglu_gate_ref(gu32), swiglu_gate(gu)
+    gate, up = gu.chunk(2, dim=-1)
+    plain = F.silu(gate) * up
+    _flash_rule(ours, plain, exact)
+    dy = _rand(64 * 97, 512, seed=2, dtype=torch.bfloat16)
+    (g_exact,) = torch.autograd.grad(exact, gu32, dy.float())
+    _flash_rule(torch.autograd.grad(ours, gu, dy)[0], torch.autograd.grad(plain, gu, dy)[0], g_exact)
+    x, w = (
+        _rand(64 * 97, 512, seed=3, dtype=torch.bfloat16),
+        _rand(2048, 512, seed=4, scale=512**-0.5, dtype=torch.bfloat16),
+    )
+    exact = swiglu_linear_ref(x.float(), w.float())
+    gate, up = F.linear(x, w).chunk(2, dim=-1)
+    _flash_rule(swiglu_linear(x, w), F.silu(gate) * up, exact)
+
+
+def test_bf16_guidance_within_twice_torch_error():
+    shape = (64, 97, 512)
+    u, mu_q, mu_p = (_rand(*shape, seed=i, dtype=torch.bfloat16) for i in range(3))
+    ls_q, ls_p = (_rand(*shape, seed=5 + i, scale=0.5, dtype=torch.bfloat16) - 1 for i in range(2))
+    seeds, traj = torch.arange(64, device=CUDA) + 100, torch.arange(64, device=CUDA) % 4
+    xi = philox_normal_ref(seeds, traj, 3, 97 * 512).view(shape)
+    exact = guide_ref(u.float(), mu_q.float(), ls_q.float(), seeds, traj, 3)
+    plain = u + (mu_q + ls_q.exp() * xi.bfloat16())
+    _flash_rule(guide(u, mu_q, ls_q, seeds, traj, 3), plain, exact)
+    h, kl = guide_kl(u, mu_q, ls_q, mu_p, ls_p, seeds, traj, 3)
+    _, kl_exact = guide_kl_ref(*(t.float() for t in (u, mu_q, ls_q, mu_p, ls_p)), seeds, traj, 3)
+    plain_kl = ls_p - ls_q + (torch.exp(2 * ls_q) + (mu_q - mu_p) ** 2) / (2 * torch.exp(2 * ls_p)) - 0.5
+    _flash_rule(h, plain, exact)
+    _flash_rule(kl, plain_kl, kl_exact)
+
+
+def test_cuda_graph_replay_equals_eager():
+    R, S, D = 8, 44, 128
+    u, mu, ls, res = (_rand(R, S, D, seed=i, scale=0.5) for i in range(4))
+    seeds, traj = torch.arange(R, device=CUDA), torch.zeros(R, dtype=torch.int64, device=CUDA)
+
+    def step():
+        return add_rmsnorm(guide(u, mu, ls, seeds, traj, 2), res)
+
+    want = step()  # also compiles the kernels before capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, want)
+
+
+def test_cuda_graph_replays_with_the_step_it_holds():
+    R, S, D = 4, 32, 48
+    u, mu, ls = (_rand(R, S, D, seed=i, scale=0.5) for i in range(3))
+    seeds, traj = torch.arange(R, device=CUDA) + 9, torch.arange(R, device=CUDA)
+    step = torch.zeros((), dtype=torch.int64, device=CUDA)
+    guide(u, mu, ls, seeds, traj, step)  # compile before capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = guide(u, mu, ls, seeds, traj, step)
+    for s in (3, 4):
+        step.fill_(s)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, guide(u, mu, ls, seeds, traj, s))
