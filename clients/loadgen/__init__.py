@@ -1,0 +1,6 @@
+"""The GRAM load generator (serving.md section 5); run it as `python -m clients.loadgen`.
+
+Receives a server URL and a bounded plan (widths, load fractions, step length, overall budget);
+hands on JSON + CSV + PNG results. Modules: puzzles (seeded inputs), runner (closed and open
+loops), stats (percentiles, goodput), report (metadata and files), __main__ (the phases).
+"""

@@ -1,0 +1,25 @@
+"""Fixtures of the client tests: random-weight checkpoints in a tmp dir and one live server
+(`python -m server` subprocess on loopback) shared by the session, with a 64-row queue so that a
+test can fill it and meet a real 429.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clients.livekit import QUEUE_ROWS, ServerProcess, make_checkpoints, running_server
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoints(tmp_path_factory.mktemp("client-checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def live(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    log = tmp_path_factory.mktemp("client-server") / "server.log"
+    with running_server(checkpoints, log, GRAM_MAX_QUEUE_ROWS=str(QUEUE_ROWS)) as server:
+        yield server
