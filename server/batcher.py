@@ -404,9 +404,9 @@ class Batcher:
                 return
             job.done_rows += chunk.rows
             self._outstanding -= chunk.rows
-            dropped = job.rows - job.done_rows if enough and job.chunks else 0
-            if job.chunks and not enough:
-                return
+            if not enough and job.done_rows < job.rows:
+                return  # other chunks still run, or finished in this step and are recorded next
+            dropped = job.rows - job.done_rows
             self._close_locked(job)
         if dropped:
             self.metrics.cancelled_rows.labels(reason="early_stop").inc(dropped)

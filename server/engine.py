@@ -5,11 +5,12 @@ hands on model states after each supervision step and, when a request's rows are
 ranked candidates (solve) or samples (generate) as plain dicts shaped like the wire schemas.
 Trajectory i of a request with seed s draws its noise keyed on (s, i, step) (model/sampling.py),
 so a row's result does not depend on the batch it ran in. Every trajectory is checked by the
-task's exact verifier. Knows nothing of HTTP, queues or scheduling.
+task's exact verifier; candidates are the distinct decoded solutions. Knows nothing of HTTP, queues or scheduling.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,9 @@ from server.registry import LoadedModel, Registry
 
 @dataclass
 class Group:
-    """One distinct candidate: its tokens, the trajectories that produced it and their verdict."""
+    """One distinct candidate: its solution, the trajectories that produced it and their verdict."""
 
-    tokens: np.ndarray  # (out_len,)
+    solution: Any  # task-native, as returned
     first: int  # lowest trajectory index (the final tie-break)
     votes: int
     lprm: float
@@ -35,27 +36,40 @@ class Group:
 
 
 def group_candidates(work: Work) -> list[Group]:
-    """The finished trajectories of `work`, deduplicated by exact tokens."""
+    """The finished trajectories of `work`, deduplicated by their decoded solution.
+
+    Token rows that decode to the same solution (they differ only where a token has no task-native
+    form, e.g. pad vs blank) are one candidate; it carries the worst verdict of its trajectories,
+    so it is reported valid only if every trajectory behind it was verified valid."""
     idx = np.flatnonzero(work.done)
     if len(idx) == 0:
         return []
-    uniq, first, inverse, counts = np.unique(
-        work.tokens[idx], axis=0, return_index=True, return_inverse=True, return_counts=True
-    )
+    uniq, first, inverse = np.unique(work.tokens[idx], axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
-    lprm = np.bincount(inverse, weights=work.value[idx], minlength=len(uniq)) / counts
-    return [
-        Group(
-            tokens=uniq[g],
-            first=int(idx[first[g]]),
-            votes=int(counts[g]),
-            lprm=float(lprm[g]),
-            valid=bool(work.valid[idx[first[g]]]),
-            violations=int(work.violations[idx[first[g]]]),
-            score=float(work.score[idx[first[g]]]),
+    task = work.entry.task
+    groups: dict[str, list[int]] = {}  # solution key -> unique token rows
+    solutions: dict[str, Any] = {}
+    for u in range(len(uniq)):
+        solution = task.decode(uniq[u])
+        key = json.dumps(solution, sort_keys=True)
+        groups.setdefault(key, []).append(u)
+        solutions[key] = solution
+    out = []
+    for key, members in groups.items():
+        rows = idx[np.isin(inverse, members)]
+        worst = rows[np.argmax(work.violations[rows])]
+        out.append(
+            Group(
+                solution=solutions[key],
+                first=int(min(idx[first[u]] for u in members)),
+                votes=len(rows),
+                lprm=float(work.value[rows].mean()),
+                valid=bool(work.valid[rows].all()),
+                violations=int(work.violations[worst]),
+                score=float(work.score[worst]),
+            )
         )
-        for g in range(len(uniq))
-    ]
+    return out
 
 
 def rank(groups: list[Group], rule: str) -> list[Group]:
@@ -144,12 +158,12 @@ class Engine:
                 }
                 for i in idx
             ]
-            distinct = len(np.unique(work.tokens[idx], axis=0)) if len(idx) else 0
+            distinct = len({json.dumps(s["sample"], sort_keys=True) for s in samples})
             return {"samples": samples, "num_valid": int(work.valid[idx].sum()), "num_distinct": distinct}
         groups = rank(group_candidates(work), work.select)
         candidates = [
             {
-                "solution": task.decode(g.tokens),
+                "solution": g.solution,
                 "valid": g.valid,
                 "violations": g.violations,
                 "score": g.score,

@@ -154,7 +154,11 @@ def install(app: FastAPI) -> None:
         elif status == 413:
             message = "request body is over the size cap"
         return envelope(
-            status, STATUS_TYPES.get(status, "http_error"), message, request_id=request_id_of(request)
+            status,
+            STATUS_TYPES.get(status, "http_error"),
+            message,
+            request_id=request_id_of(request),
+            headers=dict(exc.headers or {}),
         )
 
     @app.exception_handler(Exception)

@@ -155,24 +155,30 @@ class Registry:
                 )
             if m.cfg.task != task:
                 raise ApiError(
-                    422, f"model {name!r} is for {m.cfg.task}, not {task}", type="no_model", field="model"
+                    422,
+                    f"model {name!r} is for {m.cfg.task}, not {task}; loaded: {self.loaded()}",
+                    type="no_model",
+                    field="model",
                 )
             if m.conditional != conditional:
                 other = "/generate" if conditional else "/solve"
                 raise ApiError(
-                    422, f"model {name!r} serves {other}, not {endpoint}", type="no_model", field="model"
+                    422,
+                    f"model {name!r} serves {other}, not {endpoint}; loaded: {self.loaded()}",
+                    type="no_model",
+                    field="model",
                 )
             if size is not None and m.cfg.task_size != size:
                 raise ApiError(
                     422,
-                    f"model {name!r} is for size {m.cfg.task_size}, not {size}",
+                    f"model {name!r} is for size {m.cfg.task_size}, not {size}; loaded: {self.loaded()}",
                     type="no_model",
                     field="model",
                 )
             if num_colors is not None and m.num_colors != num_colors:
                 raise ApiError(
                     422,
-                    f"model {name!r} colours with {m.num_colors} colours, not {num_colors}",
+                    f"model {name!r} colours with {m.num_colors} colours, not {num_colors}; loaded: {self.loaded()}",
                     type="no_model",
                     field="puzzle.num_colors",
                 )

@@ -8,6 +8,7 @@ Knows nothing of tensors or of how rows are scheduled.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from server.prepare import Work, prepare_generate, prepare_solve
 from server.registry import Registry
 from server.schemas import GenerateRequest, GenerateResponse, SolveRequest, SolveResponse, Timing
 from server.settings import Settings
+
+log = logging.getLogger("gram.server")
 
 
 @dataclass
@@ -57,6 +60,8 @@ class AppState:
         )
 
     def start_drain(self) -> None:
+        if not self.draining:
+            log.info("draining")
         self.draining = True
         if self.batcher is not None:
             self.batcher.drain()

@@ -1,164 +1,39 @@
-"""Fixtures for the server tests: tiny random-weight checkpoints and a real uvicorn on loopback.
-
-`checkpoint_dir` holds one small checkpoint per served kind (Sudoku 4x4 solver and generator,
-N-Queens 6, graph colouring on 6 nodes with 3 colours). `serve(**settings)` starts the real app,
-lifespan included, in uvicorn on a free loopback port in a thread and yields its base URL.
-"""
+"""Fixtures for the server tests (helpers in serverkit.py): the tiny checkpoints, one shared live
+server, and `serve(**overrides)` for a server with its own settings."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import torch
-import uvicorn
+from serverkit import TEST_SETTINGS, Live, make_all, run_server
 
-from model.checkpoint import save
-from model.config import ModelConfig
-from model.network import GRAM
-from server.app import create_app
-from server.service import AppState
 from server.settings import Settings
-from tasks import get_task
 
 torch.set_num_threads(1)
-
-# name -> (task, size, conditional, task keywords)
-TINY = {
-    "sudoku-4": ("sudoku", 4, True, {}),
-    "sudoku-4-gen": ("sudoku", 4, False, {}),
-    "nqueens-6": ("nqueens", 6, True, {}),
-    "graph-coloring-6": ("graph_coloring", 6, True, {"num_colors": 3}),
-}
-
-PUZZLES: dict[str, Any] = {
-    "sudoku-4": "1.3.\n..1.\n.1..\n4...",
-    "nqueens-6": {"n": 6, "queens": [[0, 1]]},
-    "graph-coloring-6": {"num_nodes": 6, "edges": [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0]], "num_colors": 3},
-}
-
-TEST_SETTINGS: dict[str, Any] = dict(
-    torch_threads=1,
-    max_width=64,
-    max_steps=32,
-    max_count=64,
-    max_batch_rows=32,
-    max_batch_delay_ms=2.0,
-    chunk_rows=8,
-    max_queue_rows=2048,
-    log_json=True,
-    log_level="WARNING",
-    drain_timeout_s=10.0,
-)
-
-
-def make_checkpoint(directory: Path, name: str, task_name: str, size: int, conditional: bool, **kw: Any) -> Path:
-    task = get_task(task_name, size, **kw)
-    cfg = ModelConfig(
-        task=task_name,
-        task_size=size,
-        conditional=conditional,
-        vocab_size=task.vocab_size,
-        seq_len=task.seq_len,
-        out_len=task.out_len,
-        hidden=32,
-        heads=2,
-        layers=1,
-        K=2,
-        T=2,
-        puzzle_tokens=4,
-    )
-    torch.manual_seed(sum(map(ord, name)))
-    return save(GRAM(cfg), directory / name, {"metrics": {"note": "random weights for tests"}, **kw})
 
 
 @pytest.fixture(scope="session")
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("checkpoints")
-    for name, (task, size, conditional, kw) in TINY.items():
-        make_checkpoint(directory, name, task, size, conditional, **kw)
-    return directory
-
-
-@dataclass
-class Live:
-    url: str
-    state: AppState
-    server: uvicorn.Server
-
-    def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 60.0), **kw)
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-@contextlib.contextmanager
-def run_server(settings: Settings) -> Iterator[Live]:
-    app = create_app(settings)
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    state: AppState = app.state.gram
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not (server.started and state.booted):
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    try:
-        yield Live(url, state, server)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
-@pytest.fixture
-def serve(checkpoint_dir: Path) -> Iterator[Any]:
-    """serve(**overrides) -> a context manager yielding a Live server with the test settings."""
-
-    def factory(**overrides: Any) -> contextlib.AbstractContextManager[Live]:
-        values = {**TEST_SETTINGS, "checkpoint_dir": checkpoint_dir, **overrides}
-        return run_server(Settings(**values))
-
-    yield factory
+    return make_all(tmp_path_factory.mktemp("checkpoints"))
 
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory, checkpoint_dir: Path) -> Iterator[Live]:
+def live(checkpoint_dir: Path) -> Iterator[Live]:
     """One shared server for the tests that do not need their own settings."""
     with run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": checkpoint_dir})) as server:
         yield server
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus exposition (0.0 when absent)."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        metric_name, _, label_text = head.partition("{")
-        if metric_name != name:
-            continue
-        got = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
-        got = {k: v.strip('"') for k, v in got.items()}
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(value)
-    return total
+@pytest.fixture
+def serve(checkpoint_dir: Path) -> Callable[..., contextlib.AbstractContextManager[Live]]:
+    """serve(**overrides) -> a context manager yielding a Live server with the test settings."""
+
+    def factory(**overrides: Any) -> contextlib.AbstractContextManager[Live]:
+        return run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": checkpoint_dir, **overrides}))
+
+    return factory
