@@ -16,25 +16,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kernels import add_rmsnorm, swiglu_linear
 from model.config import ModelConfig
 
 
-def rms_norm(x: Tensor) -> Tensor:
-    """RMSNorm without a learnable scale."""
-    return F.rms_norm(x, (x.shape[-1],), eps=1e-6)
-
-
 class SwiGLU(nn.Module):
-    """W_down(silu(x W_gate) * (x W_up)) over the last axis; no biases."""
+    """W_down(silu(x W_gate) * (x W_up)) over the last axis; no biases. The gate is fused (kernels)."""
+
+    impl = "auto"  # kernels' dispatch: "auto" | "triton" | "ref"; set for the whole model by GRAM.set_impl
 
     def __init__(self, dim: int, hidden: int, out_dim: int | None = None):
         super().__init__()
-        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)  # rows: [W_gate; W_up]
         self.down = nn.Linear(hidden, out_dim or dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        return self.down(swiglu_linear(x, self.gate_up.weight.to(x.dtype), impl=self.impl))
 
 
 def rope_tables(seq: int, head_dim: int) -> tuple[Tensor, Tensor]:
@@ -81,7 +78,9 @@ class SequenceMLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Post-norm block: x = norm(x + mixer(x)); x = norm(x + SwiGLU(x))."""
+    """Post-norm block: x = norm(x + mixer(x)); x = norm(x + SwiGLU(x)); RMSNorm without scale."""
+
+    impl = "auto"
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -89,8 +88,8 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg.hidden, int(cfg.expansion * cfg.hidden))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = rms_norm(x + self.mixer(x))
-        return rms_norm(x + self.mlp(x))
+        x = add_rmsnorm(self.mixer(x), x, impl=self.impl)
+        return add_rmsnorm(self.mlp(x), x, impl=self.impl)
 
 
 class Stack(nn.Module):
@@ -164,9 +163,11 @@ class GRAM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        self.impl = "auto"
         D, P = cfg.hidden, cfg.puzzle_tokens
         self.embed = nn.Embedding(cfg.vocab_size, D)
-        self.puzzle = nn.Parameter(torch.randn(P, D) / math.sqrt(D))
+        nn.init.normal_(self.embed.weight, std=1 / math.sqrt(D))  # e_x = embed * sqrt(D) has RMS ~1
+        self.puzzle = nn.Parameter(torch.randn(P, D))  # RMS ~1, like e_x and z0
         self.f_L = Stack(cfg)
         self.f_H = self.f_L if cfg.shared_core else Stack(cfg)
         self.register_buffer("h0", torch.randn(D) * cfg.z0_std)
@@ -178,8 +179,17 @@ class GRAM(nn.Module):
             self.prior = GaussianHead(cfg)
             self.posterior = GaussianHead(cfg)
             self.answer_embed = nn.Embedding(cfg.vocab_size, D)
+            nn.init.normal_(self.answer_embed.weight, std=1 / math.sqrt(D))
         nn.init.zeros_(self.halt_head.weight)
         nn.init.constant_(self.halt_head.bias, -3.0)
+
+    def set_impl(self, impl: str) -> GRAM:
+        """Route every fused op through kernels' `impl` ("auto": Triton on CUDA, reference on CPU)."""
+        self.impl = impl
+        for module in self.modules():
+            if isinstance(module, SwiGLU | Block):
+                module.impl = impl
+        return self
 
     # ----- pieces shared by training and sampling -------------------------------------------
     def embed_input(self, x: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from kernels import philox_normal
+from kernels import guide, philox_normal
 from model.network import GRAM, Carry
 
 Z0_COUNTER = 0x7FFFFFF0  # counters above any transition counter: per-trajectory z0 (random_z0)
@@ -79,6 +79,19 @@ def noise(seeds: Tensor, traj: Tensor, counter: Tensor, shape: tuple[int, ...], 
     return out.view(len(seeds), *shape)
 
 
+def guided(u: Tensor, mu: Tensor, log_sigma: Tensor, r: Rollout, counter: Tensor, impl: str) -> Tensor:
+    """h = u + mu + sigma * xi (one fused kernel per distinct counter; rows may sit at different steps)."""
+    if bool((counter == counter[0]).all()):
+        return guide(u, mu, log_sigma, r.seeds, r.traj, int(counter[0]), impl=impl)
+    h = torch.empty_like(u)
+    for value in torch.unique(counter).tolist():
+        rows = counter == value
+        h[rows] = guide(
+            u[rows], mu[rows], log_sigma[rows], r.seeds[rows], r.traj[rows], int(value), impl=impl
+        )
+    return h
+
+
 @torch.inference_mode()
 def start(model: GRAM, inputs: Tensor, seeds: Tensor, traj: Tensor) -> Rollout:
     """Rows at step 0: z0 (per-trajectory z0 in random_z0 mode) and the embedded input."""
@@ -101,20 +114,16 @@ def start(model: GRAM, inputs: Tensor, seeds: Tensor, traj: Tensor) -> Rollout:
 
 
 @torch.inference_mode()
-def advance(model: GRAM, r: Rollout, impl: str = "auto") -> Rollout:
+def advance(model: GRAM, r: Rollout) -> Rollout:
     """One supervision step (T transitions with prior guidance) for every row, then decode."""
-    cfg = model.cfg
+    cfg, impl = model.cfg, model.impl
     carry = r.carry
     for t in range(cfg.T):
         u, l = model.propose(carry, r.e_x)
         h = u
         if cfg.guided:
             mu, log_sigma = model.prior(u)
-            if cfg.mode == "mean_only":
-                h = u + mu
-            else:
-                xi = noise(r.seeds, r.traj, r.step * cfg.T + t, tuple(u.shape[1:]), impl).to(u.dtype)
-                h = u + mu + torch.exp(log_sigma) * xi
+            h = u + mu if cfg.mode == "mean_only" else guided(u, mu, log_sigma, r, r.step * cfg.T + t, impl)
         carry = Carry(h, l)
     logits, q_halt, value = model.readout(carry.h)
     if cfg.mode == "sampled_decoder":
@@ -139,7 +148,6 @@ def run_rows(
     traj: Tensor,
     steps: int,
     halt: bool = False,
-    impl: str = "auto",
 ) -> RowResult:
     """Roll R rows for `steps` supervision steps; with `halt`, a row stops when sigmoid(q_halt) > 0.5."""
     r = start(model, inputs, seeds, traj)
@@ -147,7 +155,7 @@ def run_rows(
     halt_step = torch.full((len(r),), steps, dtype=torch.int64, device=inputs.device)
     active = torch.ones(len(r), dtype=torch.bool, device=inputs.device)
     for s in range(steps):
-        r = advance(model, r, impl)
+        r = advance(model, r)
         tokens[active], value[active] = r.tokens[active], r.value[active]
         if halt:
             stop = active & (r.q_halt > 0)

@@ -1,0 +1,439 @@
+"""Evaluation CLI: checkpoints side by side on a test split, over width N and depth (steps).
+
+Receives checkpoint directories (model/checkpoint.py layout) and a split written by
+`python -m tasks.build`; hands on a markdown table (stdout, --out-md) and JSON (--out-json, with the
+command line and git commit): accuracy at N=1, after verifier / vote / LPRM selection among N,
+coverage@N, conflicts and exact match; for unconditional checkpoints the validity and uniqueness of
+samples. Knows nothing of training or serving. Seeds are fixed: input b uses seed `--seed + b`.
+
+    python -m model.evaluate runs/nqueens-8/model runs/nqueens-8-det/model --widths 1,5,20 --steps 16
+    python -m model.evaluate runs/nqueens-8-det/model --mode deterministic,sampled_decoder,random_z0
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model import checkpoint, sampling
+from model.config import MODES
+from model.network import GRAM
+from tasks import Task, get_task
+from tasks.data import completions, load_split
+from tasks.graph_coloring import COLOR0, GraphColoringTask, canonical_coloring
+
+SELECTIONS = ("verifier", "vote", "lprm")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_for_eval(directory: str | Path, mode: str | None = None, device: str = "cpu") -> GRAM:
+    """The checkpoint's model; `mode` rebuilds it in another mode (inference only) with the same
+    weights, loaded strictly: a deterministic checkpoint serves as "sampled_decoder" or "random_z0"."""
+    model, _ = checkpoint.load(directory, device)
+    if mode is None or mode == model.cfg.mode:
+        return model
+    other = GRAM(dataclasses.replace(model.cfg, mode=mode)).to(device)
+    try:
+        other.load_state_dict(model.state_dict(), strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{directory}: a {model.cfg.mode!r} checkpoint cannot run as {mode!r} "
+            f"(the parameters differ: guided modes need the prior head, unguided ones have none)"
+        ) from err
+    return other.eval()
+
+
+def data_key(directory: str | Path, task: Task) -> str:
+    """The split key the checkpoint was trained on (its card), else the task's key."""
+    card_path = Path(directory) / checkpoint.CARD
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    return str(card.get("train", {}).get("data_key") or task.key)
+
+
+# ----------------------------------------------------------------------------- rollouts
+
+
+@torch.inference_mode()
+def rollout(
+    model: GRAM,
+    inputs: torch.Tensor,
+    seeds: torch.Tensor,
+    traj: torch.Tensor,
+    steps: Sequence[int],
+    batch: int = 256,
+    halt: bool = False,
+    desc: str = "",
+    advance: Callable[[GRAM, sampling.Rollout], sampling.Rollout] = sampling.advance,
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """R rows rolled once to max(steps), `batch` rows at a time; snapshot after each of `steps`.
+
+    Returns {steps: (tokens (R, L_out) int64, LPRM values (R,))}. A row's result depends only on
+    its (input, seed, trajectory), so a snapshot equals `sampling.solve` run for that many steps
+    (with `halt`, a row keeps the answer of the step where sigmoid(q_halt) first exceeded 0.5).
+    `advance` may be a torch.compile'd `sampling.advance` (same results up to float reassociation)."""
+    wanted = sorted(set(steps))
+    R, device = len(inputs), next(model.parameters()).device
+    out = {s: (np.empty((R, model.cfg.out_len), np.int64), np.empty(R, np.float32)) for s in wanted}
+    with tqdm(total=R, desc=desc, unit="row", leave=False, dynamic_ncols=True) as bar:
+        for lo in range(0, R, batch):
+            rows = slice(lo, lo + batch)
+            r = sampling.start(model, inputs[rows].to(device), seeds[rows].to(device), traj[rows].to(device))
+            tokens, value = r.tokens.clone(), r.value.clone()
+            active = torch.ones(len(r), dtype=torch.bool, device=device)
+            for s in range(1, wanted[-1] + 1):
+                if active.any():
+                    r = advance(model, r)
+                    tokens[active], value[active] = r.tokens[active], r.value[active]
+                    if halt:
+                        active &= ~(r.q_halt > 0)
+                if s in out:
+                    out[s][0][rows], out[s][1][rows] = tokens.cpu().numpy(), value.float().cpu().numpy()
+            bar.update(len(r))
+    return out
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def candidate_keys(task: Task, tokens: np.ndarray) -> list[Hashable]:
+    """One hashable key per candidate (N, L_out); equal keys = the same solution. Graph colourings
+    are compared up to colour permutation (canonical form), as their solution index is."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    if isinstance(task, GraphColoringTask):
+        colours = (tokens >= COLOR0) & (tokens < COLOR0 + task.num_colors)
+        canon = canonical_coloring(tokens - COLOR0) + COLOR0
+        return [
+            ("canon", *c.tolist()) if ok.all() else ("raw", *t.tolist())
+            for t, c, ok in zip(tokens, canon, colours, strict=True)
+        ]
+    return [tuple(t.tolist()) for t in tokens]
+
+
+def select_verifier(violations: np.ndarray) -> int:
+    """The first candidate with the fewest violations (a valid one whenever any is valid)."""
+    return int(np.argmin(violations))
+
+
+def select_vote(keys: Sequence[Hashable]) -> int:
+    """The first occurrence of the most frequent candidate (ties: the earliest one to appear)."""
+    counts = Counter(keys)
+    best = max(counts.values())
+    return next(i for i, k in enumerate(keys) if counts[k] == best)
+
+
+def select_lprm(values: np.ndarray) -> int:
+    """The candidate with the highest LPRM value (ties: the earliest)."""
+    return int(np.argmax(values))
+
+
+def coverage(keys: Sequence[Hashable], valid: np.ndarray, total: int) -> float:
+    """Distinct valid solutions among the candidates / all valid completions of the input."""
+    found = {k for k, ok in zip(keys, valid, strict=True) if ok}
+    return len(found) / total if total else float("nan")
+
+
+@dataclass
+class Candidates:
+    """The N candidates of one input, verified once (widths are prefixes of them)."""
+
+    valid: np.ndarray  # (N,) bool
+    violations: np.ndarray  # (N,) int: all violated constraints (0 iff valid)
+    conflicts: np.ndarray  # (N,) int: conflict edges for graph colouring, else all violations
+    exact: np.ndarray  # (N,) bool: equal to the split's target
+    values: np.ndarray  # (N,) LPRM
+    keys: list[Hashable]
+
+
+def check_candidates(task: Task, instance: Any, tokens: np.ndarray, values: np.ndarray, target: np.ndarray | None) -> Candidates:  # fmt: skip
+    verdict = task.verify(instance, tokens)
+    conflicts = verdict.violations
+    counts = getattr(task, "violation_counts", None)
+    if counts is not None:
+        conflicts = counts(instance, tokens).get("conflict_edges", conflicts)
+    exact = (tokens == target).all(-1) if target is not None else np.zeros(len(tokens), bool)
+    keys = candidate_keys(task, tokens)
+    return Candidates(
+        np.asarray(verdict.valid, bool), np.asarray(verdict.violations), np.asarray(conflicts), exact,
+        np.asarray(values), keys,
+    )  # fmt: skip
+
+
+def score(c: Candidates, width: int, total: int) -> dict[str, float]:
+    """Metrics of one input at width N: trajectory 0 ("at1"), each selection among the first N."""
+    valid, keys = c.valid[:width], c.keys[:width]
+    picks = {
+        "at1": 0,
+        "verifier": select_verifier(c.violations[:width]),
+        "vote": select_vote(keys),
+        "lprm": select_lprm(c.values[:width]),
+    }
+    out: dict[str, float] = {}
+    for name, i in picks.items():
+        out[f"acc_{name}"] = float(valid[i])
+        out[f"exact_{name}"] = float(c.exact[i])
+        out[f"conflicts_{name}"] = float(c.conflicts[i])
+    out["coverage"] = coverage(keys, valid, total)
+    out["distinct_valid"] = float(len({k for k, ok in zip(keys, valid, strict=True) if ok}))
+    return out
+
+
+def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+
+
+# ----------------------------------------------------------------------------- evaluations
+
+
+@dataclass
+class Settings:
+    widths: list[int]
+    steps: list[int]
+    seed: int = 0
+    batch: int = 256
+    halt: bool = False
+    limit: int = 0  # conditional: first `limit` test inputs (0 = all)
+    samples: int = 2000  # unconditional: samples per steps value
+    enum_cap: int = 100_000  # cap of task.enumerate_solutions (coverage totals, possible objects)
+    compile: bool = False  # torch.compile sampling.advance (about 1.6x faster on CPU after ~20 s)
+
+    def advance(self) -> Callable[[GRAM, sampling.Rollout], sampling.Rollout]:
+        return torch.compile(sampling.advance) if self.compile else sampling.advance
+
+
+def solution_totals(task: Task, split: dict[str, np.ndarray], instances: list[Any], cap: int) -> list[int]:
+    """Valid completions per input: the split's index where it has one, else enumerated."""
+    if "solution_offsets" in split and "group" in split:
+        return [len(completions(split, int(g))) for g in split["group"][: len(instances)]]
+    return [len(task.enumerate_solutions(inst, cap=cap)) for inst in instances]
+
+
+def evaluate_conditional(
+    model: GRAM, task: Task, split: dict[str, np.ndarray], cfg: Settings, desc: str = ""
+) -> dict[str, Any]:
+    """Every (width, steps) of the sweep on the first `limit` inputs of a split."""
+    M = len(split["inputs"]) if not cfg.limit else min(cfg.limit, len(split["inputs"]))
+    inputs = np.asarray(split["inputs"][:M], dtype=np.int64)
+    targets = np.asarray(split["targets"][:M], dtype=np.int64)
+    instances = [task.decode_input(x) for x in inputs]
+    totals = solution_totals(task, split, instances, cfg.enum_cap)
+    width = max(cfg.widths)
+    # a deterministic model draws no noise: its N trajectories are trajectory 0 repeated
+    rolled = 1 if model.cfg.mode == "deterministic" else width
+    seeds = cfg.seed + torch.arange(M, dtype=torch.int64)
+    rows, row_seeds, traj = sampling.expand(torch.from_numpy(inputs), rolled, seeds)
+    snaps = rollout(model, rows, row_seeds, traj, cfg.steps, cfg.batch, cfg.halt, desc, cfg.advance())
+    results = []
+    for steps in sorted(snaps):
+        tokens = np.repeat(snaps[steps][0].reshape(M, rolled, -1), width // rolled, axis=1)
+        values = np.repeat(snaps[steps][1].reshape(M, rolled), width // rolled, axis=1)
+        per_width: dict[int, list[dict[str, float]]] = {w: [] for w in cfg.widths}
+        for b in range(M):
+            c = check_candidates(task, instances[b], tokens[b], values[b], targets[b])
+            for w in cfg.widths:
+                per_width[w].append(score(c, w, totals[b]))
+        for w in sorted(per_width):
+            results.append({"width": w, "steps": steps, **mean_metrics(per_width[w])})
+    return {
+        "examples": M,
+        "rows_rolled": M * rolled,
+        "mean_solutions": float(np.mean(totals)),
+        "results": results,
+    }
+
+
+def evaluate_unconditional(model: GRAM, task: Task, cfg: Settings, desc: str = "") -> dict[str, Any]:
+    """`samples` draws from the prior (trajectories 0.. of seed `seed`) from the blank board."""
+    instance = task.blank_instance()
+    n = cfg.samples
+    inputs = sampling.blank_inputs(model, n)
+    seeds = torch.full((n,), cfg.seed, dtype=torch.int64)
+    snaps = rollout(model, inputs, seeds, torch.arange(n), cfg.steps, cfg.batch, cfg.halt, desc, cfg.advance())
+    enumerated = len(task.enumerate_solutions(instance, cap=cfg.enum_cap))
+    possible = enumerated if enumerated < cfg.enum_cap else None  # None: too many to enumerate
+    results = []
+    for steps in sorted(snaps):
+        tokens = snaps[steps][0]
+        valid = np.asarray(task.verify(instance, tokens).valid, bool)
+        distinct = len({k for k, ok in zip(candidate_keys(task, tokens), valid, strict=True) if ok})
+        results.append(
+            {
+                "steps": steps,
+                "samples": n,
+                "validity": float(valid.mean()),
+                "distinct_valid": distinct,
+                "distinct_of_possible": distinct / possible if possible else None,
+            }
+        )
+    return {"possible": possible, "results": results}
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.1f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = []
+    cond = [r for r in report["runs"] if r["conditional"]]
+    uncond = [r for r in report["runs"] if not r["conditional"]]
+    if cond:
+        lines += [
+            "| checkpoint | mode | task | inputs | N | steps | acc@1 | verifier | vote | LPRM | coverage "
+            "| conflicts (verifier) | conflicts@1 | exact@1 |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run in cond:
+            r = max(run["results"], key=lambda m: (m["width"], m["steps"]))
+            lines.append(
+                f"| {run['checkpoint']} | {run['mode']} | {run['task']} | {run['examples']} | {r['width']} "
+                f"| {r['steps']} | {pct(r['acc_at1'])} | {pct(r['acc_verifier'])} | {pct(r['acc_vote'])} "
+                f"| {pct(r['acc_lprm'])} | {pct(r['coverage'])} | {r['conflicts_verifier']:.2f} "
+                f"| {r['conflicts_at1']:.2f} | {pct(r['exact_at1'])} |"
+            )
+        lines.append("")
+        for run in cond:
+            widths = sorted({m["width"] for m in run["results"]})
+            steps = sorted({m["steps"] for m in run["results"]})
+            if len(widths) * len(steps) == 1:
+                continue
+            acc = {(m["width"], m["steps"]): m["acc_verifier"] for m in run["results"]}
+            lines += [
+                f"Accuracy (%) after verifier selection, {run['checkpoint']} [{run['mode']}]:",
+                "",
+                "| N \\ steps | " + " | ".join(str(s) for s in steps) + " |",
+                "|---:|" + "---:|" * len(steps),
+            ]
+            lines += [f"| {w} | " + " | ".join(pct(acc[w, s]) for s in steps) + " |" for w in widths]
+            lines.append("")
+    if uncond:
+        lines += [
+            "| checkpoint | mode | task | steps | samples | validity % | distinct valid | distinct / possible |",
+            "|---|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for run in uncond:
+            for r in run["results"]:
+                possible = "-" if run["possible"] is None else f"{r['distinct_valid']} / {run['possible']}"
+                lines.append(
+                    f"| {run['checkpoint']} | {run['mode']} | {run['task']} | {r['steps']} | {r['samples']} "
+                    f"| {pct(r['validity'])} | {r['distinct_valid']} | {possible} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def parse_ints(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,5,20, got {text!r}")
+    return values
+
+
+def parse_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise argparse.ArgumentTypeError(f"modes must be among {MODES}, got {text!r}")
+    return modes
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+", help="checkpoint directories, evaluated side by side")
+    ap.add_argument("--data", default="data", help="data folder written by python -m tasks.build")
+    ap.add_argument("--key", default="", help="split key (default: the checkpoint card's data_key)")
+    ap.add_argument("--split", default="test", choices=("train", "test"))
+    ap.add_argument("--limit", type=int, default=0, help="first M inputs of the split (0 = all)")
+    ap.add_argument("--widths", type=parse_ints, default=[20], help="N trajectories per input, e.g. 1,5,20")
+    ap.add_argument("--steps", type=parse_ints, default=[16], help="supervision steps, e.g. 4,8,16,32")
+    ap.add_argument("--mode", type=parse_modes, default=None, help="run as these modes (inference only)")
+    ap.add_argument("--samples", type=int, default=2000, help="samples of an unconditional checkpoint")
+    ap.add_argument("--seed", type=int, default=0, help="input b uses seed SEED + b")
+    ap.add_argument("--batch", type=int, default=256, help="rows (input x trajectory) per forward pass")
+    ap.add_argument("--halt", action="store_true", help="stop a trajectory when sigmoid(q_halt) > 0.5")
+    ap.add_argument("--enum-cap", type=int, default=100_000, help="cap on enumerated solutions")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out-md", type=Path, default=None)
+    ap.add_argument("--out-json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = Settings(
+        args.widths, args.steps, args.seed, args.batch, args.halt, args.limit, args.samples, args.enum_cap
+    )
+    report: dict[str, Any] = {
+        "command": "python -m model.evaluate " + shlex.join(argv),
+        "git_commit": git_commit(),
+        "settings": dataclasses.asdict(cfg) | {"data": args.data, "split": args.split, "device": args.device},
+        "runs": [],
+    }
+    jobs = []
+    for path in args.checkpoints:  # load every (checkpoint, mode) first: fail before any rollout
+        trained_mode = json.loads((Path(path) / checkpoint.CONFIG).read_text())["mode"]
+        for mode in args.mode or [trained_mode]:
+            try:
+                jobs.append((path, trained_mode, load_for_eval(path, mode, args.device)))
+            except ValueError as err:
+                ap.error(str(err))
+    splits: dict[str, dict[str, np.ndarray]] = {}
+    for path, trained_mode, model in jobs:
+        mc = model.cfg
+        task = get_task(mc.task, mc.task_size)
+        run: dict[str, Any] = {"checkpoint": str(path), "mode": mc.mode, "trained_mode": trained_mode}
+        run.update(
+            task=task.key, conditional=mc.conditional, parameters=sum(p.numel() for p in model.parameters())
+        )
+        desc = f"{Path(path).name} [{mc.mode}]"
+        t0 = time.perf_counter()
+        if mc.conditional:
+            key = args.key or data_key(path, task)
+            if key not in splits:
+                splits[key] = load_split(args.data, key, args.split)
+            run.update(data_key=key, **evaluate_conditional(model, task, splits[key], cfg, desc))
+        else:
+            run.update(evaluate_unconditional(model, task, cfg, desc))
+        run["seconds"] = round(time.perf_counter() - t0, 2)
+        report["runs"].append(run)
+    table = markdown(report)
+    print(table)
+    if args.out_md:
+        args.out_md.parent.mkdir(parents=True, exist_ok=True)
+        args.out_md.write_text(f"`{report['command']}` at {report['git_commit']}\n\n{table}")
+    if args.out_json:
+        args.out_json.parent.mkdir(parents=True, exist_ok=True)
+        args.out_json.write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
