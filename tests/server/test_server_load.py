@@ -100,6 +100,14 @@ def test_client_disconnect_cancels_rows(live) -> None:
         assert metric(text, "gram_requests_total", endpoint="solve", task="nqueens", status="499") >= 1
 
 
+def same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Candidates equal; LPRM up to float summation order (batch size changes the matmul blocking)."""
+    exact = [{k: v for k, v in c.items() if k != "lprm"} for c in a]
+    return exact == [{k: v for k, v in c.items() if k != "lprm"} for c in b] and all(
+        abs(x["lprm"] - y["lprm"]) < 1e-5 for x, y in zip(a, b, strict=True)
+    )
+
+
 def test_same_seed_same_candidates_alone_and_in_a_busy_batch(live) -> None:
     probe = body("sudoku-4", width=1, steps=6, seed=1234, top_k=1)
     probe8 = body("graph-coloring-6", width=8, steps=4, seed=99, top_k=8, select="vote")
@@ -129,7 +137,6 @@ def test_same_seed_same_candidates_alone_and_in_a_busy_batch(live) -> None:
     in_batch, in_batch8 = asyncio.run(busy())
     with live.client() as client:
         text = client.get("/metrics").text
-    assert in_batch == alone
-    assert in_batch8 == alone8
+    assert same(in_batch, alone) and same(in_batch8, alone8)
     # the probes shared steps with other rows: fewer steps than rows*steps of everything alone
     assert metric(text, "gram_batch_rows_count") - steps_before < 12 * 6
