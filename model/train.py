@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
-from tasks.data import load_split
 from tqdm import tqdm
 
 from model import checkpoint
@@ -33,6 +32,7 @@ from model.network import GRAM, Carry
 from model.sampling import run_rows
 from tasks import get_task
 from tasks.base import BLANK
+from tasks.data import load_split
 
 
 def with_task_shapes(mc: ModelConfig) -> ModelConfig:
@@ -72,7 +72,9 @@ class SlotSampler:
 
 
 @torch.no_grad()
-def ema_update(ema: GRAM, model: GRAM, decay: float) -> None:
+def ema_update(ema: GRAM, model: GRAM, decay: float, step: int) -> None:
+    """EMA of the weights; the decay warms up as (1 + t) / (10 + t) so early EMAs are not mostly init."""
+    decay = min(decay, (1 + step) / (10 + step))
     for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
         pe.lerp_(pm, 1 - decay)
 
@@ -212,7 +214,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
-        ema_update(ema, model, tc.ema_decay)
+        ema_update(ema, model, tc.ema_decay, step)
         step += 1
         examples_seen += B * world
         # carry the detached state; refill slots that used up their steps or halted correctly
