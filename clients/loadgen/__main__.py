@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -80,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overload", type=float, default=1.5, help="overload phase, fraction of capacity")
     p.add_argument("--step-seconds", type=float, default=5.0, help="length of each step")
     p.add_argument("--step-requests", type=int, default=500, help="requests per step, at most")
+    p.add_argument("--min-requests", type=int, default=12, help="requests per step, at least (time allowing)")
+    p.add_argument("--max-step-seconds", type=float, default=30.0, help="a step's length, at most")
+    p.add_argument("--overload-seconds", type=float, default=30.0, help="the overload step, at most")
+    p.add_argument(
+        "--overload-rejections", type=int, default=10, help="end the overload step after this many 429s"
+    )
     p.add_argument(
         "--budget-s", type=float, default=300.0, help="the whole run, at most (steps left are skipped)"
     )
@@ -210,9 +217,9 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
         for phase in ("closed-1", "closed"):
             for w in args.widths:
                 conc = 1 if phase == "closed-1" else saturating[w]
-                if (phase == "closed" and conc == 1) or not budget.allows(
-                    args.step_seconds, f"{phase} w={w}"
-                ):
+                if phase == "closed" and conc == 1:
+                    continue  # the one-client step already measured it
+                if not budget.allows(args.step_seconds, f"{phase} w={w}"):
                     continue
                 results, elapsed = await closed_loop(
                     client,
@@ -221,6 +228,8 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
                     concurrency=conc,
                     duration_s=args.step_seconds,
                     max_requests=args.step_requests,
+                    min_requests=args.min_requests,
+                    max_duration_s=args.max_step_seconds,
                     first_index=index,
                 )
                 index += len(results)
@@ -236,12 +245,24 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
         rng = random.Random(args.seed)
 
         async def open_step(
-            phase: str, rate: float, mix: list[tuple[int, float]], label: int | str
-        ) -> tuple[list[Result], Summary]:
+            phase: str,
+            rate: float,
+            mix: list[tuple[int, float]],
+            label: int | str,
+            *,
+            seconds: float | None = None,
+            stop: Callable[[dict[str, int], float], bool] | None = None,
+        ) -> tuple[list[Result], Summary] | None:
+            """Poisson arrivals at `rate` for about --step-seconds, with at least --min-requests
+            (longer at low rates), never past --max-step-seconds (or `seconds`)."""
             nonlocal index
-            schedule = poisson_schedule(rate, args.step_seconds, args.step_requests, rng, mix)
+            cap_s = seconds or args.max_step_seconds
+            count = min(args.step_requests, max(args.min_requests, round(rate * args.step_seconds)))
+            if not budget.allows(min(cap_s, count / rate) + 2.0, f"{phase} {rate:.2f}/s"):
+                return None
+            schedule = poisson_schedule(rate, cap_s, count, rng, mix)
             results, elapsed = await open_loop(
-                client, job, schedule, drain_s=timeout + 5.0, first_index=index
+                client, job, schedule, drain_s=timeout + 5.0, first_index=index, stop=stop
             )
             index += len(results)
             s = summarise(phase, results, width=label, elapsed_s=elapsed, slo_ms=args.slo_ms, target_rps=rate)
@@ -251,28 +272,31 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
 
         # 2. open loop, Poisson arrivals at fractions of the capacity at the open-loop width
         for frac in args.fractions if cap else []:
-            if budget.allows(args.step_seconds + 2, f"open {frac:.0%}"):
-                await open_step("open", frac * cap, [(ow, 1.0)], ow)
+            await open_step("open", frac * cap, [(ow, 1.0)], ow)
 
         # 3. head-of-line blocking: width-1 latency alone, then mixed with wide requests
         mix_rate = _mix_rate(args.mix, capacity, args.mix_fraction)
         narrow = min(w for w, _ in args.mix)
         narrow_share = sum(p for w, p in args.mix if w == narrow) / sum(p for _, p in args.mix)
         hol: dict[str, Any] = {}
-        if mix_rate and budget.allows(2 * args.step_seconds + 4, "mixed"):
-            _, alone = await open_step("mixed-baseline", mix_rate * narrow_share, [(narrow, 1.0)], narrow)
-            mixed, whole = await open_step("mixed", mix_rate, args.mix, "mixed")
+        alone = (
+            await open_step("mixed-baseline", mix_rate * narrow_share, [(narrow, 1.0)], narrow)
+            if mix_rate
+            else None
+        )
+        mixed = await open_step("mixed", mix_rate, args.mix, "mixed") if alone and mix_rate else None
+        if alone and mixed:
             s = summarise(
                 "mixed-narrow",
-                [r for r in mixed if r.width == narrow],
+                [r for r in mixed[0] if r.width == narrow],
                 width=narrow,
-                elapsed_s=whole.elapsed_s,
+                elapsed_s=mixed[1].elapsed_s,
                 slo_ms=args.slo_ms,
-                target_rps=mix_rate * narrow_share,
+                target_rps=(mix_rate or 0.0) * narrow_share,
             )
             summaries.append(s)
             _log(s)
-            base = alone.latency_ms
+            base = alone[1].latency_ms
             hol = {
                 "narrow_width": narrow,
                 "mix": args.mix,
@@ -282,23 +306,32 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
                 "p95_slowdown": _ratio(s.latency_ms.get("p95"), base.get("p95")),
             }
 
-        # 4. overload: expect 429s (queue full), not timeouts
+        # 4. overload: arrivals at --overload x capacity until --overload-rejections 429s were seen
+        #    (after --step-seconds at least) or --overload-seconds passed; expect 429s, not timeouts
         overload: dict[str, Any] = {}
-        if cap and budget.allows(args.step_seconds + timeout, "overload"):
-            results, step = await open_step("overload", args.overload * cap, [(ow, 1.0)], ow)
-            counts = step.counts
-            overload = {
-                "rate_rps": args.overload * cap,
-                # rows the queue gains over the step if the server keeps its capacity; a queue cap
-                # (max_queue_rows) above this cannot be reached, so no 429 is expected then
-                "expected_excess_rows": (args.overload - 1.0) * cap * ow * args.step_seconds,
-                "sent": len(results),
-                "counts": counts,
-                "ok": counts.get("timeout", 0) == 0
-                and counts.get("connection", 0) == 0
-                and counts.get("error", 0) == 0,
-                "saw_429": counts.get("rejected", 0) > 0,
-            }
+        if cap:
+
+            def enough(counts: dict[str, int], elapsed: float) -> bool:
+                return counts.get("rejected", 0) >= args.overload_rejections and elapsed >= args.step_seconds
+
+            rate = args.overload * cap
+            step = await open_step(
+                "overload", rate, [(ow, 1.0)], ow, seconds=args.overload_seconds, stop=enough
+            )
+            if step is not None:
+                results, summary = step
+                counts = summary.counts
+                overload = {
+                    "rate_rps": rate,
+                    # rows the queue gains per second while the server keeps its capacity: the
+                    # queue cap (max_queue_rows) is reached after about cap / this seconds
+                    "excess_rows_per_s": (args.overload - 1.0) * cap * ow,
+                    "seconds": summary.elapsed_s,
+                    "sent": len(results),
+                    "counts": counts,
+                    "ok": all(counts.get(k, 0) == 0 for k in ("timeout", "connection", "error")),
+                    "saw_429": counts.get("rejected", 0) > 0,
+                }
 
         metrics_text = await client.metrics()
 
@@ -316,6 +349,8 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
             "slo_ms": args.slo_ms,
             "step_seconds": args.step_seconds,
             "step_requests": args.step_requests,
+            "min_requests": args.min_requests,
+            "max_step_seconds": args.max_step_seconds,
             "max_concurrency": args.max_concurrency,
             "closed_rows": args.closed_rows,
             "puzzles": args.puzzles,

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,19 +80,28 @@ async def closed_loop(
     concurrency: int,
     duration_s: float,
     max_requests: int,
+    min_requests: int = 0,
+    max_duration_s: float | None = None,
     first_index: int = 0,
 ) -> tuple[list[Result], float]:
-    """`concurrency` clients, each sending its next request when the last is answered, until
-    `duration_s` has passed or `max_requests` were sent. Returns (results, elapsed seconds)."""
+    """`concurrency` clients, each sending its next request when the last is answered, for
+    `duration_s` (longer until `min_requests` were sent, never past `max_duration_s`), and at most
+    `max_requests`. Returns (results, elapsed seconds)."""
     counter = itertools.count(first_index)
     results: list[Result] = []
     t0 = time.monotonic()
-    stop_at = t0 + duration_s
+    hard_stop = t0 + max(duration_s, max_duration_s or duration_s)
+
+    def more(sent: int) -> bool:
+        now = time.monotonic()
+        if sent >= max_requests or now >= hard_stop:
+            return False
+        return now < t0 + duration_s or sent < min_requests
 
     async def worker() -> None:
-        while time.monotonic() < stop_at:
+        while True:
             index = next(counter)
-            if index - first_index >= max_requests:
+            if not more(index - first_index):
                 return
             results.append(await send_one(client, job, index, width, time.monotonic()))
 
@@ -127,20 +136,31 @@ async def open_loop(
     *,
     drain_s: float,
     first_index: int = 0,
+    stop: Callable[[dict[str, int], float], bool] | None = None,
 ) -> tuple[list[Result], float]:
     """Send each request at its scheduled offset whether or not earlier ones were answered, then
-    wait up to `drain_s` for stragglers (cancelled after that, counted as timeouts). Returns
-    (results, the window's length: the schedule's span, or the last answer if later)."""
+    wait up to `drain_s` for stragglers (cancelled after that, counted as timeouts). `stop(counts
+    of the outcomes so far, seconds elapsed)` is asked before each send; True ends the schedule
+    early. Returns (results, the window: from the start to the last arrival or answer)."""
     t0 = time.monotonic()
+    counts: dict[str, int] = {}
     tasks: list[asyncio.Task[Result]] = []
     starts: list[tuple[float, int]] = []
+
+    async def tracked(index: int, width: int, start: float) -> Result:
+        result = await send_one(client, job, index, width, start)
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        return result
+
     for i, (offset, width) in enumerate(schedule):
         delay = t0 + offset - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        if stop is not None and stop(counts, time.monotonic() - t0):
+            break
         start = t0 + offset
         starts.append((start, width))
-        tasks.append(asyncio.create_task(send_one(client, job, first_index + i, width, start)))
+        tasks.append(asyncio.create_task(tracked(first_index + i, width, start)))
     done, pending = await asyncio.wait(tasks, timeout=drain_s) if tasks else (set(), set())
     for task in pending:
         task.cancel()
@@ -152,6 +172,6 @@ async def open_loop(
             results.append(Result(width, start, time.monotonic(), "timeout"))
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
-    span = schedule[-1][0] if schedule else 0.0
+    span = starts[-1][0] - t0 if starts else 0.0
     last_end = max((r.end for r in results), default=t0)
     return results, max(span, last_end - t0)

@@ -140,3 +140,18 @@ def test_sudoku_solutions_are_valid_grids() -> None:
         digits = "".join(str(d) for row in grid for d in row)
         valid, violations, _ = task.verify_one(task.parse(digits), task.encode_target(digits))
         assert valid and violations == 0
+
+
+def test_clients_never_load_torch_or_the_model() -> None:
+    import subprocess
+    import sys
+
+    from tests.clients.livekit import REPO
+
+    code = (
+        "import sys, clients, clients.cli, clients.loadgen.__main__; "
+        "print(','.join(m for m in ('torch', 'numpy', 'model', 'tasks', 'fastapi') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"the clients pulled in {done.stdout.strip()}"
