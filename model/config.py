@@ -83,7 +83,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     beta: float = 0.1  # weight of the balanced KL
     kl_alpha: float = 0.8  # KL balancing: alpha * KL(sg(q)||p) + (1 - alpha) * KL(q||sg(p))
-    kl_reduction: str = "sum_d"  # "sum_d": sum over D, mean over positions and rows | "mean": all mean
+    kl_reduction: str = "elbo"  # "elbo": sum over D and positions / out_len | "sum_d": mean over positions | "mean"
     kl_transitions: str = "all"  # "all": KL on every transition (heads on detached u) | "last"
     free_bits: float = 0.0  # per-position KL floor in nats (0 = off)
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 over these steps (0 = off)
@@ -97,8 +97,8 @@ class TrainConfig:
     save_every: int = 500
 
     def __post_init__(self) -> None:
-        if self.kl_reduction not in ("sum_d", "mean"):
-            raise ValueError(f"kl_reduction must be 'sum_d' or 'mean', got {self.kl_reduction!r}")
+        if self.kl_reduction not in ("elbo", "sum_d", "mean"):
+            raise ValueError(f"kl_reduction must be 'elbo', 'sum_d' or 'mean', got {self.kl_reduction!r}")
         if self.kl_transitions not in ("all", "last"):
             raise ValueError(f"kl_transitions must be 'all' or 'last', got {self.kl_transitions!r}")
 

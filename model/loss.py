@@ -27,11 +27,18 @@ def balanced_kl(g: Guidance, alpha: float, mean_only: bool) -> tuple[Tensor, Ten
     return alpha * to_prior + (1 - alpha) * to_post, to_prior.detach()
 
 
-def reduce_kl(kl: Tensor, reduction: str, free_bits: float) -> Tensor:
-    """(R, S, D) -> scalar: 'sum_d' sums over D then averages positions and rows; 'mean' averages all."""
-    per_position = kl.sum(-1) if reduction == "sum_d" else kl.mean(-1)
+def reduce_kl(kl: Tensor, reduction: str, free_bits: float, out_len: int) -> Tensor:
+    """(R, S, D) -> scalar, averaged over rows.
+
+    'elbo': summed over D and positions, divided by out_len: on the scale of the cross-entropy
+    (a mean over the out_len answer cells), so beta = 1 is the ELBO whatever S / out_len is;
+    'sum_d': summed over D, averaged over positions; 'mean': averaged over everything.
+    """
+    per_position = kl.mean(-1) if reduction == "mean" else kl.sum(-1)
     if free_bits > 0:
         per_position = per_position.clamp(min=free_bits)
+    if reduction == "elbo":
+        return per_position.sum(-1).mean() / out_len
     return per_position.mean()
 
 
@@ -49,7 +56,7 @@ def step_loss(
     metrics = {"ce": ce.item(), "halt_bce": halt.item(), "lprm_mse": lprm.item()}
     if out.guidance:
         terms = [balanced_kl(g, tc.kl_alpha, mean_only) for g in out.guidance]
-        kl_loss = torch.stack([reduce_kl(b, tc.kl_reduction, tc.free_bits) for b, _ in terms]).sum()
+        kl_loss = torch.stack([reduce_kl(b, tc.kl_reduction, tc.free_bits, y.shape[1]) for b, _ in terms]).sum()
         loss = loss + beta * kl_loss
         per_t = [plain.sum(-1).mean().item() for _, plain in terms]  # nats per position
         metrics.update({"kl": sum(per_t), "kl_first": per_t[0], "kl_last": per_t[-1]})
