@@ -83,7 +83,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     beta: float = 0.1  # weight of the balanced KL
     kl_alpha: float = 0.8  # KL balancing: alpha * KL(sg(q)||p) + (1 - alpha) * KL(q||sg(p))
-    kl_reduction: str = "elbo"  # "elbo": sum over D and positions / out_len | "sum_d": mean over positions | "mean"
+    kl_reduction: str = "elbo"  # "elbo": sum(D, positions) / out_len | "sum_d" | "mean"
     kl_transitions: str = "all"  # "all": KL on every transition (heads on detached u) | "last"
     free_bits: float = 0.0  # per-position KL floor in nats (0 = off)
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 over these steps (0 = off)

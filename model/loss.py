@@ -56,7 +56,9 @@ def step_loss(
     metrics = {"ce": ce.item(), "halt_bce": halt.item(), "lprm_mse": lprm.item()}
     if out.guidance:
         terms = [balanced_kl(g, tc.kl_alpha, mean_only) for g in out.guidance]
-        kl_loss = torch.stack([reduce_kl(b, tc.kl_reduction, tc.free_bits, y.shape[1]) for b, _ in terms]).sum()
+        kl_loss = torch.stack(
+            [reduce_kl(b, tc.kl_reduction, tc.free_bits, y.shape[1]) for b, _ in terms]
+        ).sum()
         loss = loss + beta * kl_loss
         per_t = [plain.sum(-1).mean().item() for _, plain in terms]  # nats per position
         metrics.update({"kl": sum(per_t), "kl_first": per_t[0], "kl_last": per_t[-1]})
