@@ -58,7 +58,10 @@ def solve_request(
     model: str | None = None,
     stop_after_valid: int | None = None,
 ) -> SolveRequest:
-    """Build (and type-check, before any I/O) the body of POST /solve."""
+    """Build (and type-check, before any I/O) the body of POST /solve. `puzzle` may also be a
+    wire model (e.g. a returned `QueensPuzzle`), sent as its fields."""
+    if isinstance(puzzle, pydantic.BaseModel):
+        puzzle = puzzle.model_dump()
     return _checked(
         SolveRequest,
         dict(
@@ -122,7 +125,13 @@ class _Base:
         rng: random.Random | None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        # a float bounds each phase of a try; connecting gets at most 5 s, so a dead replica is
+        # found (and retried) quickly even when answers may take long
+        self.timeout = (
+            timeout
+            if isinstance(timeout, httpx.Timeout)
+            else httpx.Timeout(timeout, connect=min(5.0, timeout))
+        )
         self.retry = retry if retry is not None else RetryPolicy()
         self.on_retry = on_retry
         self._rng = rng if rng is not None else random.Random()
