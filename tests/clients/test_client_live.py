@@ -45,7 +45,9 @@ def test_solve_every_task_typed(live: ServerProcess) -> None:
         assert isinstance(queens.candidates[0].solution, QueensPuzzle)
         assert queens.candidates[0].solution.n == 6
         # a wire model is accepted as the puzzle too
-        again_q = gram.solve("nqueens", QueensPuzzle(n=6, queens=[[0, 1]]), width=4, steps=2, seed=queens.seed)
+        again_q = gram.solve(
+            "nqueens", QueensPuzzle(n=6, queens=[[0, 1]]), width=4, steps=2, seed=queens.seed
+        )
         assert again_q.candidates[0].solution == queens.candidates[0].solution
 
         ring = {"num_nodes": 6, "edges": [[i, (i + 1) % 6] for i in range(6)], "num_colors": 3}
