@@ -88,8 +88,9 @@ class Block(nn.Module):
         self.mlp = SwiGLU(cfg.hidden, int(cfg.expansion * cfg.hidden))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = add_rmsnorm(self.mixer(x), x, impl=self.impl)
-        return add_rmsnorm(self.mlp(x), x, impl=self.impl)
+        # under autocast the sublayers return bf16 while the residual stream stays in x's dtype
+        x = add_rmsnorm(self.mixer(x).to(x.dtype), x, impl=self.impl)
+        return add_rmsnorm(self.mlp(x).to(x.dtype), x, impl=self.impl)
 
 
 class Stack(nn.Module):
