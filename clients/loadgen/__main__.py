@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import math
 import os
 import random
 import signal
@@ -258,6 +259,8 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
             nonlocal index
             cap_s = seconds or args.max_step_seconds
             count = min(args.step_requests, max(args.min_requests, round(rate * args.step_seconds)))
+            if stop is not None:
+                count = args.step_requests  # `stop` and `seconds` end the step
             if not budget.allows(min(cap_s, count / rate) + 2.0, f"{phase} {rate:.2f}/s"):
                 return None
             schedule = poisson_schedule(rate, cap_s, count, rng, mix)
@@ -369,11 +372,19 @@ async def run(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], list[
 
 
 def _interpolate(capacity: dict[int, float], width: int) -> float | None:
-    """Capacity at a width not measured: the nearest measured width, scaled by trajectories."""
+    """Capacity (requests/s) at a width not measured: trajectories/s interpolated linearly in
+    log2(width) between the measured neighbours (the nearest one's beyond them)."""
     if not capacity:
         return None
-    near = min(capacity, key=lambda w: abs(w - width))
-    return capacity[near] * near / width
+    traj = {w: rps * w for w, rps in capacity.items()}
+    below = [w for w in traj if w < width]
+    above = [w for w in traj if w > width]
+    if below and above:
+        lo, hi = max(below), min(above)
+        t = (math.log2(width) - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+        return (traj[lo] + t * (traj[hi] - traj[lo])) / width
+    near = max(below) if below else min(above)
+    return traj[near] / width
 
 
 def _mix_rate(mix: list[tuple[int, float]], capacity: dict[int, float], fraction: float) -> float | None:

@@ -139,16 +139,29 @@ def plot(path: Path, report: dict[str, Any], summaries: Sequence[Summary]) -> No
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), layout="constrained")
 
     ax = axes[0]
-    for steps, tag, alpha in ((single, "1 client", 1.0), (by_width("closed"), "saturated", 0.45)):
+    cfg = report.get("config", {})
+    saturated = f"min({cfg.get('max_concurrency')}, {cfg.get('closed_rows')}/w) clients"
+    colors = {"p50": "tab:blue", "p95": "tab:orange", "p99": "tab:red"}
+    for steps, tag, line, alpha in (
+        (single, "1 client", "-", 1.0),
+        (by_width("closed"), saturated, "--", 0.5),
+    ):
         xs = [int(s.width) for s in steps]
-        for key, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^:")):
+        for key, marker in (("p50", "o"), ("p95", "s"), ("p99", "^")):
             pts = [
                 (x, s.latency_ms[key])
                 for x, s in zip(xs, steps, strict=True)
                 if s.latency_ms.get(key) is not None
             ]
             if pts:
-                ax.plot(*zip(*pts, strict=True), style, alpha=alpha, label=f"{key} ({tag})")
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    marker=marker,
+                    linestyle=line,
+                    color=colors[key],
+                    alpha=alpha,
+                    label=f"{key} ({tag})",
+                )
     ax.set(xscale="log", yscale="log", xlabel="width (trajectories per request)", ylabel="latency (ms)")
     ax.set_title("Closed loop: latency vs width")
     ax.set_xticks(widths or [1], [str(w) for w in widths] or ["1"])
@@ -195,7 +208,7 @@ def plot(path: Path, report: dict[str, Any], summaries: Sequence[Summary]) -> No
         found = [(x, s.latency_ms.get(key)) for x, s in zip(loads, open_steps, strict=True)]
         curve = [(x, y) for x, y in found if y is not None]
         if curve:
-            ax.plot(*zip(*curve, strict=True), style, label=key)
+            ax.plot(*zip(*curve, strict=True), style, color=colors[key], label=key)
     ax.set(yscale="log", xlabel="offered load (% of closed-loop capacity)", ylabel="latency (ms)")
     width = report.get("config", {}).get("open_width")
     ax.set_title(f"Open loop (Poisson), width {width}")

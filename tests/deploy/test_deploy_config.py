@@ -240,3 +240,25 @@ def test_dashboard_has_the_panels_of_serving_md() -> None:
         mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not cells & mine, f"{panel['title']} overlaps another panel"
         cells |= mine
+
+
+def test_the_image_healthcheck_command_probes_readiness(deploy_live: Any) -> None:
+    """The HEALTHCHECK's exec-form command, run here as the image would run it: exit 0 against a
+    ready server, non-zero where nothing answers."""
+    import json
+    import os
+    import sys
+
+    from tests.clients.livekit import free_port
+
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK"))
+    argv = json.loads(line.split("CMD", 1)[1].strip())
+    assert argv[0] == "python"
+
+    def probe(port: int) -> int:
+        env = {**os.environ, "GRAM_PORT": str(port)}
+        return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30).returncode
+
+    assert probe(deploy_live.port) == 0
+    assert probe(free_port()) != 0
