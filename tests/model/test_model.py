@@ -146,3 +146,15 @@ def test_torchrun_data_parallel_step_matches_one_process_on_the_whole_batch(tmp_
         assert torch.allclose(a[k], b[k], atol=1e-6), k
         moved += 1
     assert moved > 10
+
+
+def test_bf16_autocast_step_trains():
+    torch.manual_seed(0)
+    model = GRAM(TINY)
+    x, y = batch(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(model.initial_carry(len(x)), x, y)
+    loss, metrics, _ = step_loss(out, y, TrainConfig(), beta=0.1, mean_only=False)
+    loss.backward()
+    assert torch.isfinite(loss) and metrics["kl"] >= 0
+    assert all(p.grad is not None for p in model.decoder.parameters())
