@@ -149,7 +149,7 @@ async def boot(state: AppState) -> None:
             max_batch_delay_s=s.max_batch_delay_ms / 1000,
             chunk_rows=s.chunk_rows,
             max_queue_rows=s.max_queue_rows,
-            pad_to_bucket=s.pad_to_bucket,
+            pad_to_bucket=s.pad_to_bucket if s.pad_to_bucket is not None else device.type == "cuda",
             continuous=s.continuous,
         )
         batcher.start()

@@ -360,8 +360,7 @@ class Batcher:
         return picked
 
     def bucket(self, rows: int) -> int:
-        if not self.pad_to_bucket:
-            return rows
+        """The power-of-two bucket of a step of `rows` rows (its padded size when padding)."""
         return min(1 << max(0, rows - 1).bit_length(), max(self.max_batch_rows, rows))
 
     def _execute(self, plan: Plan) -> None:
@@ -371,11 +370,12 @@ class Batcher:
                 c.state = self.engine.start(c.job.work, c.first, c.rows)
         rows = sum(c.rows for c in plan.chunks)
         bucket = self.bucket(rows)
-        states = self.engine.step(plan.key, [c.state for c in plan.chunks], bucket)
+        size = bucket if self.pad_to_bucket else rows
+        states = self.engine.step(plan.key, [c.state for c in plan.chunks], size)
         dt = time.monotonic() - t0
         m = self.metrics
         m.batch_rows.observe(rows)
-        m.batch_padding.observe((bucket - rows) / bucket)
+        m.batch_padding.observe((size - rows) / size)
         m.batch_forward.labels(bucket=str(bucket)).observe(dt)
         m.batches.labels(reason=plan.reason).inc()
         if plan.waited_s is not None:

@@ -49,6 +49,28 @@ Solution = str | QueensPuzzle | ColoringSolution  # sudoku: n*n digits, row by r
 class SolveRequest(_Strict):
     """POST /solve: conditional sampling p(y|x) of `width` trajectories for one puzzle."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"task": "sudoku", "puzzle": "1.3...1..1..4...", "width": 16, "steps": 16, "seed": 0},
+                {
+                    "task": "nqueens",
+                    "puzzle": {"n": 8, "queens": [[0, 0], [1, 4]]},
+                    "width": 32,
+                    "select": "vote",
+                },
+                {
+                    "task": "graph_coloring",
+                    "puzzle": {"num_nodes": 8, "edges": [[0, 1], [1, 2], [2, 0], [3, 4]], "num_colors": 3},
+                    "width": 8,
+                    "top_k": 3,
+                },
+            ]
+        },
+    )
+
     task: TaskName
     puzzle: Puzzle
     width: int = Field(default=16, ge=1, description="parallel trajectories, 1..max_width")
@@ -97,6 +119,12 @@ class SolveResponse(BaseModel):
 
 class GenerateRequest(_Strict):
     """POST /generate: unconditional sampling p(x) of `count` samples from a generator checkpoint."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"task": "sudoku", "size": 4, "count": 8, "steps": 16, "seed": 0}]},
+    )
 
     task: TaskName = "sudoku"
     size: int | None = Field(default=None, ge=1, description="null: the only generator loaded for the task")

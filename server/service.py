@@ -84,11 +84,15 @@ class Service:
     def __init__(self, state: AppState):
         self.state = state
 
-    async def _run(self, work: Work, request: Request) -> tuple[dict[str, Any], Timing]:
+    def _check_ready(self) -> None:
         st = self.state
-        if not st.ready or st.batcher is None:
+        if not st.ready:
             st.metrics.rejected.labels(reason="draining" if st.draining else "not_ready").inc()
             raise st.not_ready()
+
+    async def _run(self, work: Work, request: Request) -> tuple[dict[str, Any], Timing]:
+        st = self.state
+        assert st.batcher is not None  # ready
         m = st.metrics
         m.request_width.labels(endpoint=work.endpoint).observe(work.rows)
         deadline = None if work.deadline_ms is None else work.deadline_ms / 1000
@@ -105,8 +109,7 @@ class Service:
 
     async def solve(self, req: SolveRequest, request: Request) -> SolveResponse:
         request.state.labels = ("solve", req.task, width_label(req.width))
-        if not self.state.ready:
-            await self._run_refused()
+        self._check_ready()
         work = prepare_solve(req, self.state.registry, self.state.settings)
         result, timing = await self._run(work, request)
         m = self.state.metrics
@@ -125,8 +128,7 @@ class Service:
 
     async def generate(self, req: GenerateRequest, request: Request) -> GenerateResponse:
         request.state.labels = ("generate", req.task, width_label(req.count))
-        if not self.state.ready:
-            await self._run_refused()
+        self._check_ready()
         work = prepare_generate(req, self.state.registry, self.state.settings)
         result, timing = await self._run(work, request)
         m = self.state.metrics
@@ -136,8 +138,3 @@ class Service:
         return GenerateResponse(
             task=req.task, model=work.entry.name, seed=work.seed, timing_ms=timing, **result
         )
-
-    async def _run_refused(self) -> None:
-        st = self.state
-        st.metrics.rejected.labels(reason="draining" if st.draining else "not_ready").inc()
-        raise st.not_ready()

@@ -36,10 +36,15 @@ class Settings(BaseSettings):
 
     # batcher
     max_queue_rows: int = Field(default=4096, ge=1)  # rows admitted and not finished; above: 429
-    max_batch_rows: int = Field(default=64, ge=1)  # rows per model step; a power of two (largest bucket)
+    # rows per model step, a power of two (the largest bucket); 32 fills a CPU (raise it on a GPU)
+    max_batch_rows: int = Field(default=32, ge=1)
     max_batch_delay_ms: float = Field(default=5.0, ge=0)  # an idle worker waits this long to fill a batch
-    chunk_rows: int = Field(default=8, ge=1)  # a request's rows are scheduled in chunks of this many
-    pad_to_bucket: bool = True  # pad each step to a power-of-two bucket (static shapes)
+    # a request's rows are scheduled in chunks of this many; while a request of width <= chunk_rows
+    # waits, every other request runs at most one chunk per step (short steps for narrow requests)
+    chunk_rows: int = Field(default=4, ge=1)
+    # pad each step to its power-of-two bucket (static shapes for compiled kernels / CUDA graphs);
+    # None: pad on CUDA only (on CPU eager PyTorch a padded row costs as much as a real one)
+    pad_to_bucket: bool | None = None
     continuous: bool = True  # rows join and leave at step boundaries (False: whole-rollout batches)
     warmup: bool = True  # run every bucket once before turning ready
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import torch
 import uvicorn
+from fastapi import FastAPI
 
 from model.checkpoint import save
 from model.config import ModelConfig
@@ -54,6 +55,7 @@ TEST_SETTINGS: dict[str, Any] = dict(
     max_batch_rows=32,
     max_batch_delay_ms=2.0,
     chunk_rows=8,
+    pad_to_bucket=True,  # as on CUDA: exercises padded steps
     max_queue_rows=2048,
     log_json=True,
     log_level="WARNING",
@@ -115,8 +117,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def run_server(settings: Settings) -> Iterator[Live]:
-    app = create_app(settings)
+def run_server(settings: Settings, app: FastAPI | None = None) -> Iterator[Live]:
+    """uvicorn in a thread serving `app` (default: create_app(settings)) on a free loopback port."""
+    app = app if app is not None else create_app(settings)
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(

@@ -116,7 +116,7 @@ def test_no_padding_when_disabled() -> None:
     b = make(eng, pad_to_bucket=False)
     asyncio.run(b.run("m", "w", 5, 2))
     b.close()
-    assert all(rows == bucket == 5 for rows, bucket, _ in eng.steps)
+    assert all(rows == size == 5 for rows, size, _ in eng.steps)
 
 
 def test_wide_request_cannot_block_a_narrow_one() -> None:

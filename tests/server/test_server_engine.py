@@ -98,3 +98,22 @@ def test_engine_steps_are_batch_invariant(tmp_path) -> None:
     )
     assert torch.equal(a.tokens, ref.tokens)
     assert torch.allclose(a.value, ref.value, atol=1e-5)  # float sums may differ in the last bits
+
+
+def test_finish_verifies_rows_and_asks_for_an_early_stop() -> None:
+    w = work_with(["1111111111111111"] * 4, [0.0] * 4)
+    w.done[:] = False
+    w.stop_after_valid = 2
+    task = w.entry.task
+    engine = Engine(Registry(), max_batch_rows=4)
+
+    def rows(traj: list[int], grids: list[str]) -> SimpleNamespace:
+        tokens = torch.as_tensor(np.stack([task.encode_target(g) for g in grids]))
+        return SimpleNamespace(traj=torch.tensor(traj), tokens=tokens, value=torch.full((len(traj),), 0.5))
+
+    assert engine.finish(w, rows([2], [SOLVED])) is False  # one distinct valid candidate of two
+    assert w.done.tolist() == [False, False, True, False] and w.valid[2] and w.violations[2] == 0
+    other = "1243341221344321"  # a second valid grid with the same given
+    assert task.verify_one(w.instance, task.encode_target(other))[0]
+    assert engine.finish(w, rows([0, 3], ["1111111111111111", other])) is True
+    assert not w.valid[0] and w.violations[0] > 0

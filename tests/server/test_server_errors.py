@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from serverkit import PUZZLES
+from serverkit import PUZZLES, TEST_SETTINGS, run_server
 
+from server.app import create_app
 from server.schemas import ErrorResponse
+from server.settings import Settings
 
 SUDOKU = PUZZLES["sudoku-4"]
 QUEENS = PUZZLES["nqueens-6"]
@@ -354,3 +356,22 @@ def test_server_still_healthy_after_the_table(live) -> None:
         assert client.get("/healthz").status_code == 200
         r = client.post("/solve", json=solve())
         assert r.status_code == 200
+
+
+def test_a_bug_is_a_500_envelope_and_its_request_id_is_logged(checkpoint_dir, capfd) -> None:
+    settings = Settings(**{**TEST_SETTINGS, "checkpoint_dir": checkpoint_dir, "warmup": False})
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaboom")
+
+    with run_server(settings, app) as srv, srv.client() as client:
+        r = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+        assert client.get("/healthz").status_code == 200
+    assert r.status_code == 500 and r.headers["x-request-id"] == "boom-1"
+    err = ErrorResponse.model_validate(r.json()).error
+    assert err.type == "internal_error" and err.request_id == "boom-1" and "boom-1" in err.message
+    logged = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    bug = [e for e in logged if e["msg"] == "unhandled error"]
+    assert bug and bug[0]["request_id"] == "boom-1" and "kaboom" in bug[0]["exc"]
