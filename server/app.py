@@ -1,11 +1,9 @@
 """create_app(): settings, state, middleware, error handlers, routes and the lifespan.
 
-Receives Settings (or reads them from GRAM_* variables); hands on a FastAPI app. The lifespan
-loads every checkpoint, warms each batch bucket, starts the batcher's worker and only then turns
-ready; on shutdown it drains and stops the worker. The request middleware gives every request an
-id (X-Request-ID, echoed), enforces the body cap (413 on Content-Length and on the streamed body),
-logs one JSON line per request, counts /solve and /generate answers and turns any exception that
-escapes into the error envelope. Knows nothing of tensors.
+Receives Settings (default: GRAM_* variables); hands on a FastAPI app whose lifespan loads every
+checkpoint, warms each batch bucket, starts the batcher and only then turns ready, and drains on
+shutdown. The request middleware sets the request id, caps the body, logs and counts each request
+and turns any escaped exception into the error envelope. Knows nothing of tensors.
 """
 
 from __future__ import annotations

@@ -1,17 +1,9 @@
 """Row batcher: admission in rows, fair chunk scheduling, one compute thread, step-level batching.
 
-Receives jobs (a request of width W is W rows of one checkpoint, all run for the same number of
-supervision steps) from the event loop; hands each step's rows to the engine on one worker
-thread, and each job's result back to its awaiting coroutine. A job's rows are cut into chunks of
-`chunk_rows`; at every supervision-step boundary the worker picks chunks for the next step (rows
-join and leave there), pads them to a power-of-two bucket and runs one engine step. Started
-chunks keep their state between steps, so a chunk may be paused and resumed. Knows nothing of
-tensors, tasks or HTTP: the engine is any object with start / step / finish / complete.
-
-Scheduling, in order: jobs are served oldest first, one chunk per job per pass, passes repeat
-until `max_batch_rows` are taken. While a narrow job (width <= chunk_rows) shares the worker with
-others, only one pass runs, so a wide job cannot make narrow ones wait behind long steps. An idle
-worker waits up to `max_batch_delay` for `max_batch_rows` rows before its first step.
+Receives jobs (a request of width W = W rows of one checkpoint) from the event loop; hands each
+supervision step's rows to the engine on one worker thread and each job's result back to its
+coroutine. Rows join and leave at step boundaries; started rows keep their state when paused.
+Knows nothing of tensors or tasks; its refusals are ApiErrors (429 full, 503 draining, 504 late).
 """
 
 from __future__ import annotations
@@ -104,7 +96,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 @dataclass
-class Timing:
+class JobTiming:
     queue_s: float
     compute_s: float
 
@@ -187,7 +179,7 @@ class Batcher:
         *,
         deadline_s: float | None = None,
         disconnected: Callable[[], Awaitable[None]] | None = None,
-    ) -> tuple[Any, Timing]:
+    ) -> tuple[Any, JobTiming]:
         """Admit `rows` rows, wait for the result; 429 when full, 504 past the deadline."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
@@ -229,7 +221,7 @@ class Batcher:
             if job.future in done:
                 result = job.future.result()
                 assert job.started is not None and job.finished is not None
-                return result, Timing(job.started - job.admitted, job.finished - job.started)
+                return result, JobTiming(job.started - job.admitted, job.finished - job.started)
             if watcher is not None and watcher in done:
                 self.cancel(job, "disconnect")
                 raise ClientGone()
@@ -338,6 +330,9 @@ class Batcher:
             return Plan(key, chunks, reason, now - min(joining) if joining else None)
 
     def _pick(self, jobs: list[Job]) -> list[Chunk]:
+        """Jobs oldest first, one chunk per job per pass, passes until max_batch_rows are taken;
+        while a narrow job (width <= chunk_rows) shares the worker, one pass only, so that steps stay
+        short for it. Static mode: nothing new joins while started rows remain."""
         started = {j: [c for c in j.chunks if c.state is not None] for j in jobs}
         if not self.continuous and any(started.values()):
             options = started  # static batching: nothing joins until the running rows are done

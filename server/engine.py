@@ -1,11 +1,9 @@
 """Engine: trajectories on the model, then decode, verify, dedupe and rank.
 
-Receives `Work` (one request: input tokens, seed, width, steps) in row chunks from the batcher;
-hands on model states after each supervision step and, when a request's rows are done, its
-ranked candidates (solve) or samples (generate) as plain dicts shaped like the wire schemas.
-Trajectory i of a request with seed s draws its noise keyed on (s, i, step) (model/sampling.py),
-so a row's result does not depend on the batch it ran in. Every trajectory is checked by the
-task's exact verifier; candidates are the distinct decoded solutions. Knows nothing of HTTP, queues or scheduling.
+Receives `Work` in row chunks from the batcher; hands on model states after each supervision step
+and, once a request's rows are done, its ranked candidates (solve) or samples (generate) as dicts
+shaped like the wire schemas. Noise is keyed on (seed, trajectory, step), so a row's result does
+not depend on its batch. Knows nothing of HTTP, queues or scheduling.
 """
 
 from __future__ import annotations
@@ -24,7 +22,10 @@ from server.registry import LoadedModel, Registry
 
 @dataclass
 class Group:
-    """One distinct candidate: its solution, the trajectories that produced it and their verdict."""
+    """One distinct candidate (a decoded solution), the trajectories behind it and their verdict.
+
+    Every trajectory is checked by the task's exact verifier; token rows that decode alike are one
+    candidate."""
 
     solution: Any  # task-native, as returned
     first: int  # lowest trajectory index (the final tie-break)

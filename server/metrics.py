@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 
 def latency_buckets(slo_seconds: Iterable[float] = ()) -> tuple[float, ...]:
@@ -117,6 +124,8 @@ class Metrics:
             self.batches.labels(reason=reason)
         for reason in ("disconnect", "deadline", "early_stop"):
             self.cancelled_rows.labels(reason=reason)
+
+    content_type = CONTENT_TYPE_LATEST
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,9 +2,8 @@
 
 Receives a SolveRequest / GenerateRequest and the settings; checks the caps, picks the checkpoint
 (sudoku size from the puzzle's length, nqueens `n`, graph colouring `num_nodes` and `num_colors`,
-or the named `model`), parses the puzzle with the task's own parser and encodes it. Hands on a
-`Work` for the batcher and engine. Every failure is an ApiError 422 naming the field.
-Knows nothing of tensors' batching or of HTTP transport.
+or the named `model`) and parses the puzzle with the task's own parser. Hands on `Work`, or an
+ApiError 422 naming the field. Knows nothing of batching or tensors.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """The loaded checkpoints and the rule that picks one for a request.
 
-Receives a checkpoint directory (one sub-folder per checkpoint: model.safetensors, config.json,
-card.json) and a device; hands on `LoadedModel`s (network, config, task, card) and, per request,
-the checkpoint for (task, size[, num_colors]) or the one named. Folders that fail to load are
-logged and skipped, so an empty or missing directory gives a registry with no models.
-Knows nothing of HTTP or batching.
+Receives a checkpoint directory (one folder per checkpoint: model.safetensors, config.json,
+card.json) and a device; hands on `LoadedModel`s and, per request, the checkpoint for
+(task, size[, num_colors]) or the one named (else a 422 listing what is loaded). Folders that fail
+to load are logged and skipped. Knows nothing of HTTP transport or batching.
 """
 
 from __future__ import annotations

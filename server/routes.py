@@ -102,4 +102,5 @@ async def readyz(request: Request) -> ReadyResponse:
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
-    return Response(app_state(request).metrics.exposition(), media_type="text/plain; version=0.0.4")
+    m = app_state(request).metrics
+    return Response(m.exposition(), media_type=m.content_type)

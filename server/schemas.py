@@ -85,7 +85,10 @@ class SolveRequest(_Strict):
         default=None, description="checkpoint name; default: the one for this task+size"
     )
     stop_after_valid: int | None = Field(
-        None, ge=1, description="stop sibling trajectories once this many distinct valid candidates exist"
+        default=None,
+        ge=1,
+        description="stop sibling trajectories once this many distinct valid candidates exist "
+        "(which trajectories ran then depends on the server's scheduling)",
     )
 
 
