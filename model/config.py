@@ -110,15 +110,13 @@ def _coerce(cls: type, values: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {unknown}; known: {sorted(known)}")
     defaults = cls()
-    out = {}
+    out: dict[str, Any] = {}
     for name, value in values.items():
         default = getattr(defaults, name)
         if isinstance(default, bool):
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(f"{name} must be a boolean, got {value!r}")
-                value = value.lower() in ("true", "1")
-            out[name] = bool(value)
+            if isinstance(value, str) and value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{name} must be a boolean, got {value!r}")
+            out[name] = value.lower() in ("true", "1") if isinstance(value, str) else bool(value)
         elif isinstance(default, tuple):
             parts = value.split(",") if isinstance(value, str) else value
             out[name] = tuple(type(d)(v) for d, v in zip(default, parts, strict=True))

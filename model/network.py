@@ -49,6 +49,9 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class Attention(nn.Module):
     """Bidirectional multi-head self-attention with rotary positions."""
 
+    cos: Tensor  # (S, head_dim / 2) rotary tables, buffers
+    sin: Tensor
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.heads = cfg.heads
@@ -161,6 +164,9 @@ class StepOutput:
 
 
 class GRAM(nn.Module):
+    h0: Tensor  # (D,) fixed initial states z0 = (h0, l0), buffers saved in the checkpoint
+    l0: Tensor
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
