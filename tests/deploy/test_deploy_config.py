@@ -258,7 +258,9 @@ def test_the_image_healthcheck_command_probes_readiness(deploy_live: Any) -> Non
 
     def probe(port: int) -> int:
         env = {**os.environ, "GRAM_PORT": str(port)}
-        return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30).returncode
+        return subprocess.run(
+            [sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30
+        ).returncode
 
     assert probe(deploy_live.port) == 0
     assert probe(free_port()) != 0
