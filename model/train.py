@@ -250,6 +250,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
     if rank == 0:
         finish(out, model, ema, opt, mc, tc, step, wall_before + time.time() - t0, examples_seen, preset)
     if world > 1:
+        dist.barrier()  # rank 0 has saved; nobody tears gloo down while another rank still uses it
         dist.destroy_process_group()
     return out / "model"
 

@@ -41,6 +41,7 @@ def main(out: str) -> None:
     if rank == 0:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
     if world > 1:
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
         dist.destroy_process_group()
 
 
