@@ -17,19 +17,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-
-# name -> (task, size, conditional, task keywords): one of each kind the clients exercise
-TINY: dict[str, tuple[str, int, bool, dict[str, Any]]] = {
-    "sudoku-4": ("sudoku", 4, True, {}),
-    "sudoku-4-gen": ("sudoku", 4, False, {}),
-    "nqueens-6": ("nqueens", 6, True, {}),
-    "graph-coloring-6": ("graph_coloring", 6, True, {"num_colors": 3}),
-}
 
 QUEUE_ROWS = 64  # GRAM_MAX_QUEUE_ROWS of the shared client-test server: one width-64 request fills it
 
@@ -48,33 +39,10 @@ BASE_ENV = {
 
 
 def make_checkpoints(directory: Path) -> Path:
-    """Random-weight checkpoints (hidden 32) for every entry of TINY, saved the way training does."""
-    import torch
+    """The server tests' tiny random-weight checkpoints (tests/server/serverkit.py), one of each kind."""
+    from tests.server.serverkit import make_all  # imports torch: only when a live server is needed
 
-    from model.checkpoint import save
-    from model.config import ModelConfig
-    from model.network import GRAM
-    from tasks import get_task
-
-    for name, (task_name, size, conditional, kw) in TINY.items():
-        task = get_task(task_name, size, **kw)
-        cfg = ModelConfig(
-            task=task_name,
-            task_size=size,
-            conditional=conditional,
-            vocab_size=task.vocab_size,
-            seq_len=task.seq_len,
-            out_len=task.out_len,
-            hidden=32,
-            heads=2,
-            layers=1,
-            K=2,
-            T=2,
-            puzzle_tokens=4,
-        )
-        torch.manual_seed(sum(map(ord, name)))
-        save(GRAM(cfg), directory / name, {"metrics": {"note": "random weights for client tests"}, **kw})
-    return directory
+    return make_all(directory)
 
 
 def free_port() -> int:
