@@ -36,7 +36,7 @@ def guide_ref(
     step: int | torch.Tensor,
 ) -> torch.Tensor:
     """The spec: h = u + mu + exp(log_sigma) * philox_normal_ref(seeds, traj, step, S * D), float32 math."""
-    xi = philox_normal_ref(seeds, traj, int(step), math.prod(u.shape[1:])).view(u.shape)
+    xi = philox_normal_ref(seeds, traj, step, math.prod(u.shape[1:])).view(u.shape)
     return (u.float() + mu.float() + torch.exp(log_sigma.float()) * xi).to(u.dtype)
 
 
@@ -71,7 +71,7 @@ def _guide_fwd(
     mask = e < N
     offs = row.to(tl.int64) * N + e
     k0, k1, traj = philox_key(seeds_ptr, traj_ptr, row)
-    xi = philox_normal_tile(k0, k1, e.to(tl.uint32), load_step(step, STEP_IN_MEMORY), traj)
+    xi = philox_normal_tile(k0, k1, e.to(tl.uint32), load_step(step, row, STEP_IN_MEMORY), traj)
     u = tl.load(u_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     mu_q = tl.load(mu_q_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     ls_q = tl.load(ls_q_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -99,7 +99,7 @@ def _guide_bwd(
     mask = e < N
     offs = row.to(tl.int64) * N + e
     k0, k1, traj = philox_key(seeds_ptr, traj_ptr, row)
-    xi = philox_normal_tile(k0, k1, e.to(tl.uint32), load_step(step, STEP_IN_MEMORY), traj)
+    xi = philox_normal_tile(k0, k1, e.to(tl.uint32), load_step(step, row, STEP_IN_MEMORY), traj)
     dh = tl.load(dh_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     ls_q = tl.load(ls_q_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     sig_q = tl.exp(ls_q)
@@ -137,7 +137,7 @@ def guide_fwd_triton(
     h = torch.empty_like(u)
     kl = torch.empty(R, N, device=u.device, dtype=torch.float32) if has_kl else h  # h: never written as kl
     mu_p, ls_p = flat[3:5] if has_kl else flat[1:3]
-    step_value, in_memory = step_arg(step, u.device)
+    step_value, in_memory = step_arg(step, u.device, R)
     _guide_fwd[_grid(R, N)](
         u, flat[1], flat[2], mu_p, ls_p, h, kl, seeds, traj, step_value, N,
         STEP_IN_MEMORY=in_memory, HAS_KL=has_kl, BLOCK=BLOCK,
@@ -161,7 +161,7 @@ def guide_bwd_triton(
     grads = [torch.empty_like(p) for p in params] if has_kl else [dh, torch.empty_like(params[1])]
     mu_p, ls_p = params[2:4] if has_kl else params[0:2]
     dmu_p, dls_p = grads[2:4] if has_kl else grads[0:2]  # unused without the KL
-    step_value, in_memory = step_arg(step, dh.device)
+    step_value, in_memory = step_arg(step, dh.device, R)
     _guide_bwd[_grid(R, N)](
         dh, dkl if has_kl else dh, params[0], params[1], mu_p, ls_p, seeds, traj, step_value, N, w_q, w_p,
         grads[0], grads[1], dmu_p, dls_p, STEP_IN_MEMORY=in_memory, HAS_KL=has_kl, BLOCK=BLOCK,
@@ -222,8 +222,8 @@ def guide(
 ) -> torch.Tensor:
     """h = u + mu + exp(log_sigma) * xi, xi = philox_normal(seeds, traj, step, S * D); (R, S, D) each.
 
-    `step` may be a one-element integer tensor on u's device, read in-kernel, so that a captured
-    CUDA graph replays with whatever step it holds.
+    `step` may be an integer tensor on u's device, one step or one per row (R,), read in-kernel:
+    rows at different steps share one launch, and a captured CUDA graph replays with the steps it holds.
     """
     _check(u, mu, log_sigma)
     if not use_triton(impl, u, mu, log_sigma, seeds, traj) or u.numel() == 0:

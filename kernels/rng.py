@@ -47,17 +47,23 @@ def philox4x32_10(c: list[torch.Tensor], k0: torch.Tensor, k1: torch.Tensor) -> 
     return [c0, c1, c2, c3]
 
 
-def philox_normal_ref(seeds: torch.Tensor, traj: torch.Tensor, step: int, numel: int) -> torch.Tensor:
-    """(R,) int64 seeds, (R,) int64 trajectory indices, a step counter -> (R, numel) float32 N(0, 1)."""
+def philox_normal_ref(
+    seeds: torch.Tensor, traj: torch.Tensor, step: int | torch.Tensor, numel: int
+) -> torch.Tensor:
+    """(R,) int64 seeds, (R,) int64 trajectory indices, a step counter (an int, or a one-element or
+    (R,) integer tensor: one step per row) -> (R, numel) float32 N(0, 1)."""
     device = seeds.device
     seeds = seeds.to(torch.int64)
     k0 = (seeds & M32)[:, None]
     k1 = ((seeds >> 32) & M32)[:, None]
-    e = torch.arange(numel, device=device, dtype=torch.int64)[None, :]
-    c1 = torch.full_like(e, step & M32)
+    e = torch.arange(numel, device=device, dtype=torch.int64)[None, :].expand(len(seeds), -1)
+    if isinstance(step, torch.Tensor):
+        c1 = (step.to(device, torch.int64).reshape(-1) & M32)[:, None].expand_as(e)
+    else:
+        c1 = torch.full_like(e, step & M32)
     c2 = (traj.to(torch.int64) & M32)[:, None]
     zero = torch.zeros_like(e)
-    r0, r1, _, _ = philox4x32_10([e.expand(len(seeds), -1), c1, c2, zero], k0, k1)
+    r0, r1, _, _ = philox4x32_10([e, c1, c2, zero], k0, k1)
     u1 = ((r0 >> 8).to(torch.float32) + 0.5) / 2**24
     u2 = (r1 >> 8).to(torch.float32) / 2**24
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
@@ -91,9 +97,9 @@ def philox_normal_tile(k0, k1, e, step, traj):
 
 
 @triton.jit
-def load_step(step, STEP_IN_MEMORY: tl.constexpr):
-    """The step counter as uint32: a scalar argument, or read from a one-element int64 tensor."""
-    return tl.load(step).to(tl.uint32) if STEP_IN_MEMORY else step.to(tl.uint32)  # static choice
+def load_step(step, row, STEP_IN_MEMORY: tl.constexpr):
+    """Row `row`'s step counter as uint32: a scalar argument, or read from an (R,) int64 tensor."""
+    return tl.load(step + row).to(tl.uint32) if STEP_IN_MEMORY else step.to(tl.uint32)  # static choice
 
 
 @triton.jit
@@ -113,7 +119,7 @@ def _philox_normal_kernel(
     row = tl.program_id(0)  # one row = one (request, trajectory) key
     e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)  # element counters of this block
     k0, k1, traj = philox_key(seeds_ptr, traj_ptr, row)
-    z = philox_normal_tile(k0, k1, e.to(tl.uint32), load_step(step, STEP_IN_MEMORY), traj)
+    z = philox_normal_tile(k0, k1, e.to(tl.uint32), load_step(step, row, STEP_IN_MEMORY), traj)
     tl.store(out_ptr + row.to(tl.int64) * numel + e, z, mask=e < numel)
 
 
@@ -142,15 +148,16 @@ def philox4x32_10_triton(counters: torch.Tensor, keys: torch.Tensor) -> torch.Te
     return out
 
 
-def step_arg(step: int | torch.Tensor, device: torch.device) -> tuple[int | torch.Tensor, bool]:
-    """A kernel's step argument: an int (masked to 32 bits) or a one-element integer tensor on the
-    kernels' device, read in-kernel (so a captured CUDA graph replays with the step it holds)."""
+def step_arg(step: int | torch.Tensor, device: torch.device, rows: int) -> tuple[int | torch.Tensor, bool]:
+    """A kernel's step argument: an int (masked to 32 bits), or an integer tensor on the kernels'
+    device with one step for all rows or one per row, read in-kernel as (R,) int64 (so rows at
+    different steps share one launch, and a captured CUDA graph replays with the steps it holds)."""
     if isinstance(step, torch.Tensor):
-        if step.numel() != 1 or step.dtype.is_floating_point or step.device != device:
+        if step.numel() not in (1, rows) or step.dtype.is_floating_point or step.device != device:
             raise ValueError(
-                f"a step tensor must hold one integer on {device}, got {step.dtype} {tuple(step.shape)}"
+                f"a step tensor must hold 1 or {rows} integers on {device}, got {step.dtype} {tuple(step.shape)}"
             )
-        return step.reshape(1).to(torch.int64), True
+        return step.reshape(-1).to(torch.int64).expand(rows).contiguous(), True
     return int(step) & M32, False
 
 
@@ -173,7 +180,7 @@ def philox_normal_triton(
         return out
     BLOCK = 1024
     grid = (len(seeds), triton.cdiv(numel, BLOCK))
-    step, in_memory = step_arg(step, seeds.device)
+    step, in_memory = step_arg(step, seeds.device, len(seeds))
     _philox_normal_kernel[grid](out, seeds, traj, step, numel, STEP_IN_MEMORY=in_memory, BLOCK=BLOCK)
     return out
 
@@ -183,8 +190,8 @@ def philox_normal(
 ) -> torch.Tensor:
     """Public entry: batch-invariant N(0, 1) noise of shape (R, numel); see the module docstring.
 
-    `step` may be a one-element integer tensor on the seeds' device (read in-kernel: CUDA graphs).
+    `step` may be an integer tensor on the seeds' device, one step or one per row (read in-kernel).
     """
     if use_triton(impl, seeds, traj):
         return philox_normal_triton(seeds, traj, step, numel)
-    return philox_normal_ref(seeds, traj, int(step), numel)
+    return philox_normal_ref(seeds, traj, step, numel)

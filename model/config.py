@@ -86,6 +86,8 @@ class TrainConfig:
     kl_reduction: str = "elbo"  # "elbo": sum(D, positions) / out_len | "sum_d" | "mean"
     kl_transitions: str = "all"  # "all": KL on every transition (heads on detached u) | "last"
     free_bits: float = 0.0  # per-position KL floor in nats (0 = off)
+    kl_budget: float = 0.0  # nats per trajectory (all transitions of all its supervision steps); 0 = off
+    kl_over_beta: float = 10.0  # extra weight of KL beyond kl_budget, on the ELBO's scale
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 over these steps (0 = off)
     halt_weight: float = 0.5
     lprm_weight: float = 0.5

@@ -42,10 +42,25 @@ def reduce_kl(kl: Tensor, reduction: str, free_bits: float, out_len: int) -> Ten
     return per_position.mean()
 
 
+def budget_excess(terms: list[Tensor], spent: Tensor, budget: float) -> tuple[Tensor, Tensor]:
+    """KL beyond a per-trajectory budget: (mean excess in nats per row, KL of this step per row).
+
+    `terms` are the balanced per-element KLs of this step's transitions, `spent` the nats (R,)
+    a row's earlier supervision steps already used. Only the part of this step's KL that takes a
+    row past `budget` is returned, so a row under budget pays nothing extra.
+    """
+    per_row = torch.stack([t.sum((-1, -2)) for t in terms]).sum(0)  # (R,)
+    return (spent + per_row - budget).clamp(min=0).mean(), per_row.detach()
+
+
 def step_loss(
-    out: StepOutput, y: Tensor, tc: TrainConfig, beta: float, mean_only: bool
+    out: StepOutput, y: Tensor, tc: TrainConfig, beta: float, mean_only: bool, kl_spent: Tensor | None = None
 ) -> tuple[Tensor, dict[str, float], Tensor]:
-    """Loss of one supervision step; also returns metrics and the per-row exact-match mask."""
+    """Loss of one supervision step; also returns metrics and the per-row exact-match mask.
+
+    With tc.kl_budget > 0, `kl_spent` (R,) holds each row's KL so far in its trajectory; it is
+    advanced in place by this step's KL, and KL beyond the budget costs tc.kl_over_beta more.
+    """
     ce = F.cross_entropy(out.logits.flatten(0, 1), y.flatten())
     pred = out.logits.argmax(-1)
     cell_acc = (pred == y).float().mean(-1)  # (R,)
@@ -60,6 +75,11 @@ def step_loss(
             [reduce_kl(b, tc.kl_reduction, tc.free_bits, y.shape[1]) for b, _ in terms]
         ).sum()
         loss = loss + beta * kl_loss
+        if tc.kl_budget > 0 and kl_spent is not None:
+            excess, per_row = budget_excess([b for b, _ in terms], kl_spent, tc.kl_budget)
+            loss = loss + tc.kl_over_beta * excess / y.shape[1]
+            kl_spent += per_row
+            metrics.update({"kl_over": excess.item(), "kl_spent": kl_spent.mean().item()})
         per_t = [plain.sum(-1).mean().item() for _, plain in terms]  # nats per position
         metrics.update({"kl": sum(per_t), "kl_first": per_t[0], "kl_last": per_t[-1]})
     metrics.update(

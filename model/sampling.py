@@ -68,28 +68,11 @@ class Rollout:
 
 
 def noise(seeds: Tensor, traj: Tensor, counter: Tensor, shape: tuple[int, ...], impl: str = "auto") -> Tensor:
-    """N(0, 1) of shape (R, *shape) keyed on (seed, trajectory, counter) per row."""
+    """N(0, 1) of shape (R, *shape) keyed on (seed, trajectory, counter) per row (one launch)."""
     numel = 1
     for n in shape:
         numel *= n
-    out = torch.empty(len(seeds), numel, device=seeds.device)
-    for value in torch.unique(counter).tolist():  # rows at different steps: one draw per counter
-        rows = counter == value
-        out[rows] = philox_normal(seeds[rows], traj[rows], int(value), numel, impl=impl)
-    return out.view(len(seeds), *shape)
-
-
-def guided(u: Tensor, mu: Tensor, log_sigma: Tensor, r: Rollout, counter: Tensor, impl: str) -> Tensor:
-    """h = u + mu + sigma * xi (one fused kernel per distinct counter; rows may sit at different steps)."""
-    if bool((counter == counter[0]).all()):
-        return guide(u, mu, log_sigma, r.seeds, r.traj, int(counter[0]), impl=impl)
-    h = torch.empty_like(u)
-    for value in torch.unique(counter).tolist():
-        rows = counter == value
-        h[rows] = guide(
-            u[rows], mu[rows], log_sigma[rows], r.seeds[rows], r.traj[rows], int(value), impl=impl
-        )
-    return h
+    return philox_normal(seeds, traj, counter, numel, impl=impl).view(len(seeds), *shape)
 
 
 @torch.inference_mode()
@@ -123,7 +106,10 @@ def advance(model: GRAM, r: Rollout) -> Rollout:
         h = u
         if cfg.guided:
             mu, log_sigma = model.prior(u)
-            h = u + mu if cfg.mode == "mean_only" else guided(u, mu, log_sigma, r, r.step * cfg.T + t, impl)
+            if cfg.mode == "mean_only":
+                h = u + mu
+            else:  # rows may sit at different steps: one counter per row, one launch
+                h = guide(u, mu, log_sigma, r.seeds, r.traj, r.step * cfg.T + t, impl=impl)
         carry = Carry(h, l)
     logits, q_halt, value = model.readout(carry.h)
     if cfg.mode == "sampled_decoder":

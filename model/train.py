@@ -196,6 +196,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
     idx = sampler.take(B)
     carry = model.initial_carry(B)
     sup_done = torch.zeros(B, dtype=torch.int64)
+    kl_spent = torch.zeros(B, device=device)  # nats of KL each slot's trajectory has used
     log = (out / "log.jsonl").open("a") if rank == 0 else None
     t0 = time.time()
     bar = tqdm(total=tc.max_steps, initial=step, disable=rank != 0, dynamic_ncols=True)
@@ -209,7 +210,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         beta = tc.beta * min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps else tc.beta
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
             res = net(carry, x, y, kl_all=tc.kl_transitions == "all")
-        loss, metrics, exact = step_loss(res, y, tc, beta, mc.mode == "mean_only")
+        loss, metrics, exact = step_loss(res, y, tc, beta, mc.mode == "mean_only", kl_spent)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -228,6 +229,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
             carry.h[done.to(device)], carry.l[done.to(device)] = fresh.h, fresh.l
             idx[done] = sampler.take(int(done.sum()))
             sup_done[done] = 0
+            kl_spent[done.to(device)] = 0.0
         bar.update(1)
         if rank == 0 and log is not None and step % tc.log_every == 0:
             metrics.update(step=step, lr=lr_at(step, tc), beta=beta, grad_norm=float(grad_norm))

@@ -109,3 +109,18 @@ def test_step_tensor_equals_int_step_and_is_kept_for_the_backward():
     grads5 = torch.autograd.grad(h5.sum(), params[:3])
     for a, b in zip(grads, grads5, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_step_per_row_equals_each_row_guided_at_its_own_step():
+    params = _params((3, 20, 24), seed=5)
+    seeds, traj = _keys(3)
+    steps = torch.tensor([4, 0, 4])
+    h, kl = guide_kl(*params, seeds, traj, steps, kl_alpha=0.8, impl="triton")
+    grads = torch.autograd.grad((h * h).sum() + kl.sum(), params)
+    for i, s in enumerate(steps.tolist()):
+        rows = [p[i : i + 1].detach().requires_grad_() for p in params]
+        h_i, kl_i = guide_kl_ref(*rows, seeds[i : i + 1], traj[i : i + 1], s, kl_alpha=0.8)
+        torch.testing.assert_close(h[i : i + 1], h_i, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(kl[i : i + 1], kl_i, rtol=1e-5, atol=1e-5)
+        for g, g_i in zip(grads, torch.autograd.grad((h_i * h_i).sum() + kl_i.sum(), rows), strict=True):
+            torch.testing.assert_close(g[i : i + 1], g_i, rtol=1e-4, atol=1e-5)

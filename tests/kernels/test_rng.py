@@ -123,3 +123,12 @@ def test_step_may_be_a_tensor_read_in_kernel():
     assert torch.equal(philox_normal(SEEDS, TRAJ, step, 300, impl="ref"), want)
     with pytest.raises(ValueError, match="step tensor"):
         philox_normal(SEEDS, TRAJ, torch.tensor([1, 2]), 300, impl="triton")
+
+
+@pytest.mark.parametrize("impl", ["triton", "ref"])
+def test_a_step_per_row_equals_each_row_drawn_at_its_own_step(impl):
+    steps = torch.tensor([0, 5, 5, 2**32 + 1, 9, 0, 3], dtype=torch.int64)  # rows at different steps
+    z = philox_normal(SEEDS, TRAJ, steps, 200, impl=impl)
+    for i, s in enumerate(steps.tolist()):
+        want = philox_normal_ref(SEEDS[i : i + 1], TRAJ[i : i + 1], s & 0xFFFFFFFF, 200)
+        torch.testing.assert_close(z[i : i + 1], want, rtol=1e-5, atol=1e-5)
