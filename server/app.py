@@ -133,7 +133,8 @@ async def boot(state: AppState) -> None:
             torch.set_num_threads(s.torch_threads)
         device = resolve_device(s.device)
         registry = await asyncio.to_thread(Registry.load_dir, s.checkpoint_dir, device)
-        engine = await asyncio.to_thread(Engine, registry, s.max_batch_rows)
+        pad = s.pad_to_bucket if s.pad_to_bucket is not None else device.type == "cuda"
+        engine = await asyncio.to_thread(Engine, registry, s.max_batch_rows, s.cuda_graphs and pad)
         if s.warmup:
             for name in registry.models:
                 for bucket in s.buckets:
@@ -147,7 +148,7 @@ async def boot(state: AppState) -> None:
             max_batch_delay_s=s.max_batch_delay_ms / 1000,
             chunk_rows=s.chunk_rows,
             max_queue_rows=s.max_queue_rows,
-            pad_to_bucket=s.pad_to_bucket if s.pad_to_bucket is not None else device.type == "cuda",
+            pad_to_bucket=pad,
             continuous=s.continuous,
         )
         batcher.start()

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from model.graphs import StaticStep
 from model.sampling import Rollout, advance, blank_inputs, start
 from server.prepare import Work
 from server.registry import LoadedModel, Registry
+
+if TYPE_CHECKING:
+    from torch.cuda import _POOL_HANDLE
 
 
 @dataclass
@@ -87,9 +91,12 @@ def rank(groups: list[Group], rule: str) -> list[Group]:
 class Engine:
     """The batcher's RowEngine over the loaded checkpoints (states are `Rollout`s)."""
 
-    def __init__(self, registry: Registry, max_batch_rows: int):
+    def __init__(self, registry: Registry, max_batch_rows: int, cuda_graphs: bool = False):
         self.registry = registry
+        self.cuda_graphs = cuda_graphs
         self._pads: dict[str, Rollout] = {}
+        self._static: dict[tuple[str, int], StaticStep] = {}  # (model, bucket) -> captured step
+        self._pools: dict[str, _POOL_HANDLE] = {}  # one CUDA graph memory pool per model
         for name, entry in registry.models.items():
             rows = blank_inputs(entry.model, max_batch_rows, entry.device)
             zeros = torch.zeros(max_batch_rows, dtype=torch.int64, device=entry.device)
@@ -116,20 +123,34 @@ class Engine:
             pad = self._pads[key]
             parts.append(pad.select(torch.arange(bucket - rows, device=pad.seeds.device)))
         batch = parts[0] if len(parts) == 1 else Rollout.cat(parts)
-        out = advance(self._entry(key).model, batch)
-        if len(states) == 1 and bucket == rows:
+        static = self._static_step(key, len(batch))
+        out = static(batch) if static is not None else advance(self._entry(key).model, batch)
+        if static is None and len(states) == 1 and bucket == rows:
             return [out]
-        result, offset = [], 0
+        result, offset = [], 0  # indexing copies rows out of a static step's buffers
         for n in sizes:
             result.append(out.select(torch.arange(offset, offset + n, device=out.seeds.device)))
             offset += n
         return result
 
+    def _static_step(self, key: str, rows: int) -> StaticStep | None:
+        """The captured step of this (model, bucket) on CUDA with cuda_graphs, built on first use."""
+        entry = self._entry(key)
+        if not (self.cuda_graphs and entry.device.type == "cuda" and rows <= len(self._pads[key])):
+            return None
+        if (key, rows) not in self._static:
+            pad = self._pads[key]
+            pool = self._pools.setdefault(key, torch.cuda.graph_pool_handle())
+            template = pad.select(torch.arange(rows, device=pad.seeds.device))
+            self._static[key, rows] = StaticStep(entry.model, template, capture=True, pool=pool)
+        return self._static[key, rows]
+
     @torch.inference_mode()
     def warm(self, key: str, bucket: int) -> None:
-        """One step at `bucket` rows, so the first real batch of that size finds everything ready."""
+        """One step at `bucket` rows (capturing its graph on CUDA), so the first real batch of that
+        size finds everything ready."""
         pad = self._pads[key]
-        advance(self._entry(key).model, pad.select(torch.arange(bucket, device=pad.seeds.device)))
+        self.step(key, [pad.select(torch.arange(bucket, device=pad.seeds.device))], bucket)
 
     def finish(self, work: Work, state: Rollout) -> bool:
         traj = state.traj.cpu().numpy()

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # pad each step to its power-of-two bucket (static shapes for compiled kernels / CUDA graphs);
     # None: pad on CUDA only (on CPU eager PyTorch a padded row costs as much as a real one)
     pad_to_bucket: bool | None = None
+    # on CUDA with padding, replay each bucket's supervision step from a CUDA graph captured at warm-up
+    cuda_graphs: bool = True
     continuous: bool = True  # rows join and leave at step boundaries (False: whole-rollout batches)
     warmup: bool = True  # run every bucket once before turning ready
 

@@ -158,3 +158,46 @@ def test_bf16_autocast_step_trains():
     loss.backward()
     assert torch.isfinite(loss) and metrics["kl"] >= 0
     assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_kl_budget_charges_only_what_a_trajectory_spends_beyond_it():
+    torch.manual_seed(0)
+    model = GRAM(TINY)
+    with torch.no_grad():  # move the posterior off the prior (mu heads start at zero)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, y = batch(4)
+    out = model(model.initial_carry(4), x, y)
+    plain = TrainConfig(beta=0.5)
+    base, metrics, _ = step_loss(out, y, plain, beta=0.5, mean_only=False)
+    per_row = torch.stack([balanced_kl(g, 0.8, False)[0].sum((-1, -2)) for g in out.guidance]).sum(0)
+    assert metrics["kl"] > 0 and (per_row > 0).all()
+    per_row = per_row.detach()
+    budget = float(per_row.max()) + 1.0  # rows 0-1 stay under it; rows 2-3 spent it all before
+    spent = torch.tensor([0.0, 0.0, budget, budget])
+    tc = TrainConfig(beta=0.5, kl_budget=budget, kl_over_beta=10.0)
+    loss, metrics, _ = step_loss(out, y, tc, beta=0.5, mean_only=False, kl_spent=spent)
+    want_excess = per_row[2:].sum() / 4  # the mean over rows of what each spends beyond the budget
+    torch.testing.assert_close(loss - base, 10.0 * want_excess / y.shape[1])
+    torch.testing.assert_close(spent, torch.tensor([0.0, 0.0, budget, budget]) + per_row)
+    assert metrics["kl_over"] > 0
+
+
+def test_static_step_reuses_its_buffers_and_equals_advance():
+    from model.graphs import StaticStep
+
+    torch.manual_seed(0)
+    model = GRAM(TINY).eval()
+    x, _ = batch(6)
+    r = sampling.start(model, x, torch.arange(6) + 3, torch.arange(6))
+    r = sampling.advance(model, r.select(torch.arange(3))).select(torch.arange(3))  # rows at two steps
+    r = sampling.Rollout.cat([r, sampling.start(model, x[3:], torch.arange(3), torch.arange(3))])
+    static = StaticStep(model, r, capture=False)
+    for _ in range(3):
+        want = sampling.advance(model, r)
+        got = static(r)
+        assert torch.equal(got.tokens, want.tokens) and torch.equal(got.carry.h, want.carry.h)
+        assert torch.equal(got.step, r.step + 1)
+        r = got.select(torch.arange(6))  # copied out before the buffers are reused
+    with pytest.raises(ValueError, match="built for 6 rows"):
+        static(r.select(torch.arange(2)))
