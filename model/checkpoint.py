@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from model.config import model_config_from_dict, to_dict
 from model.network import GRAM
@@ -39,6 +39,17 @@ def load(directory: str | Path, device: str | torch.device = "cpu") -> tuple[GRA
     card_path = directory / CARD
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
     return model.to(device).eval(), card
+
+
+@torch.no_grad()
+def load_matching(model: GRAM, directory: str | Path) -> list[str]:
+    """Copy every tensor of a checkpoint whose name and shape match into `model` (e.g. a GRAM model
+    started from a deterministic one's core); returns the names of `model` left as they were."""
+    saved = load_file(str(Path(directory) / WEIGHTS))
+    state = model.state_dict()
+    kept = [name for name, t in state.items() if name not in saved or saved[name].shape != t.shape]
+    model.load_state_dict({**state, **{n: saved[n] for n in state if n not in kept}})
+    return kept
 
 
 def is_checkpoint(directory: str | Path) -> bool:

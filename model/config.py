@@ -70,6 +70,7 @@ class TrainConfig:
     data_key: str = ""  # split key under data_dir, e.g. "nqueens-8"; default: "<task>-<task_size>"
     out_dir: str = "runs/default"
     seed: int = 0
+    init_from: str = ""  # a checkpoint directory whose matching weights start a fresh run (not a resume)
     batch_size: int = 64
     max_steps: int = 10000  # optimiser steps
     max_minutes: float = 0.0  # stop (and save) after this wall time; 0 = no limit

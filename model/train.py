@@ -174,6 +174,11 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
 
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
     model = GRAM(mc).to(device)
+    resuming = resume and (out / "train_state.json").exists()
+    if tc.init_from and not resuming:
+        fresh = checkpoint.load_matching(model, tc.init_from)
+        if rank == 0:
+            print(f"started from {tc.init_from}; fresh: {', '.join(fresh) or 'none'}")
     ema = copy.deepcopy(model).eval()
     decay_params = [p for n, p in model.named_parameters() if p.dim() >= 2]
     other_params = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -182,7 +187,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         lr=tc.lr, betas=tc.betas,
     )  # fmt: skip
     step, wall_before, examples_seen = 0, 0.0, 0
-    if resume and (out / "train_state.json").exists():
+    if resuming:
         meta = load_state(out, model, ema, opt)
         step, wall_before, examples_seen = meta["step"], meta["wall_s"], meta.get("examples_seen", 0)
         if rank == 0:

@@ -201,3 +201,17 @@ def test_static_step_reuses_its_buffers_and_equals_advance():
         r = got.select(torch.arange(6))  # copied out before the buffers are reused
     with pytest.raises(ValueError, match="built for 6 rows"):
         static(r.select(torch.arange(2)))
+
+
+def test_a_gram_run_can_start_from_a_deterministic_core(tmp_path):
+    torch.manual_seed(0)
+    det = GRAM(dataclasses.replace(TINY, mode="deterministic"))
+    checkpoint.save(det, tmp_path / "det")
+    torch.manual_seed(1)
+    gram = GRAM(TINY)
+    fresh = checkpoint.load_matching(gram, tmp_path / "det")
+    assert fresh and all(n.startswith(("prior.", "posterior.", "answer_embed.")) for n in fresh)
+    det_state, gram_state = det.state_dict(), gram.state_dict()
+    assert set(gram_state) - set(det_state) == set(fresh)  # the guidance heads start fresh
+    for name in det_state:
+        assert torch.equal(gram_state[name], det_state[name]), name
