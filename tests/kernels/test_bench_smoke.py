@@ -27,3 +27,14 @@ def test_cpu_smoke_writes_every_case(tmp_path, monkeypatch):
         assert set(cases[name]["ms"]) == {"triton", "eager"}
     assert set(cases["step"]["ms"]) == {"eager", "fused", "gemm_only", "sdpa_only"}
     assert cases["step"]["fused_vs_eager_max_abs_diff"] < 1e-4  # float32: the same step
+
+
+def test_solve_bench_cpu_smoke_times_a_whole_solve(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_solve", BENCH.parent / "bench_solve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "solve.json"
+    assert bench.main(["--cpu-smoke", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["ms"]) == {"eager"} and report["ms"]["eager"] > 0
+    assert report["meets_target"] is False and report["shape"]["width"] == 20
