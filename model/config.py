@@ -15,6 +15,7 @@ from typing import Any
 
 MODES = ("gram", "deterministic", "zero_mean", "mean_only", "sampled_decoder", "random_z0")
 MIXERS = ("attn", "mlp")
+POS_ENCODINGS = ("rope", "learned")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,10 @@ class ModelConfig:
     heads: int = 4
     layers: int = 2  # blocks per stack
     expansion: float = 4.0  # SwiGLU hidden = expansion * D (per token) or * S (sequence MLP)
-    mixer: str = "attn"  # "attn" (self-attention with RoPE) | "mlp" (MLP across the sequence axis)
+    mixer: str = "attn"  # "attn" (self-attention) | "mlp" (MLP across the sequence axis)
+    # positions for attention: "rope" (rotary, relative) | "learned" (an absolute table added to e_x, as
+    # HRM offers; for inputs whose order is not a line, e.g. the edge list of a graph)
+    pos_encoding: str = "rope"
     puzzle_tokens: int = 16
     K: int = 4  # low-level updates per transition
     T: int = 3  # transitions per supervision step
@@ -47,6 +51,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"pos_encoding must be one of {POS_ENCODINGS}, got {self.pos_encoding!r}")
         if self.mixer not in MIXERS:
             raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
         if self.out_len > self.seq_len:

@@ -47,7 +47,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class Attention(nn.Module):
-    """Bidirectional multi-head self-attention with rotary positions."""
+    """Bidirectional multi-head self-attention, with rotary positions unless they are learned."""
 
     cos: Tensor  # (S, head_dim / 2) rotary tables, buffers
     sin: Tensor
@@ -57,6 +57,7 @@ class Attention(nn.Module):
         self.heads = cfg.heads
         self.qkv = nn.Linear(cfg.hidden, 3 * cfg.hidden, bias=False)
         self.out = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+        self.rope = cfg.pos_encoding == "rope"
         cos, sin = rope_tables(cfg.seq_total, cfg.hidden // cfg.heads)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
@@ -64,8 +65,10 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         R, S, D = x.shape
         q, k, v = self.qkv(x).view(R, S, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        cos, sin = self.cos.to(x.dtype), self.sin.to(x.dtype)
-        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
+        if self.rope:
+            cos, sin = self.cos.to(x.dtype), self.sin.to(x.dtype)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v)
         return self.out(y.transpose(1, 2).reshape(R, S, D))
 
 
@@ -175,6 +178,8 @@ class GRAM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, D)
         nn.init.normal_(self.embed.weight, std=1 / math.sqrt(D))  # e_x = embed * sqrt(D) has RMS ~1
         self.puzzle = nn.Parameter(torch.randn(P, D))  # RMS ~1, like e_x and z0
+        if cfg.pos_encoding == "learned":
+            self.pos = nn.Parameter(torch.randn(cfg.seq_total, D) / math.sqrt(2))
         self.f_L = Stack(cfg)
         self.f_H = self.f_L if cfg.shared_core else Stack(cfg)
         self.register_buffer("h0", torch.randn(D) * cfg.z0_std)
@@ -202,7 +207,8 @@ class GRAM(nn.Module):
     def embed_input(self, x: Tensor) -> Tensor:
         """(R, L) tokens -> e_x (R, S, D), puzzle tokens prepended."""
         e = self.embed(x) * math.sqrt(self.cfg.hidden)
-        return torch.cat((self.puzzle.expand(len(x), -1, -1).to(e.dtype), e), dim=1)
+        e_x = torch.cat((self.puzzle.expand(len(x), -1, -1).to(e.dtype), e), dim=1)
+        return e_x + self.pos.to(e.dtype) if self.cfg.pos_encoding == "learned" else e_x
 
     def initial_carry(self, rows: int, z0_noise: tuple[Tensor, Tensor] | None = None) -> Carry:
         """z0 broadcast over positions; `z0_noise` ((R, D), (R, D)) adds per-row z0 (random_z0 mode)."""

@@ -215,3 +215,16 @@ def test_a_gram_run_can_start_from_a_deterministic_core(tmp_path):
     assert set(gram_state) - set(det_state) == set(fresh)  # the guidance heads start fresh
     for name in det_state:
         assert torch.equal(gram_state[name], det_state[name]), name
+
+
+def test_learned_positions_replace_rope_and_make_attention_order_aware():
+    torch.manual_seed(0)
+    model = GRAM(dataclasses.replace(TINY, pos_encoding="learned", mode="deterministic")).eval()
+    assert not model.f_L.blocks[0].mixer.rope and model.pos.shape == (TINY.seq_total, TINY.hidden)
+    x, _ = batch(1)
+    out = sampling.run_rows(model, x, torch.zeros(1), torch.zeros(1), 2)
+    with torch.no_grad():
+        model.pos.copy_(model.pos.flip(0))  # the same tokens at other positions read differently
+    assert not torch.equal(out.value, sampling.run_rows(model, x, torch.zeros(1), torch.zeros(1), 2).value)
+    with pytest.raises(ValueError, match="pos_encoding"):
+        dataclasses.replace(TINY, pos_encoding="alibi")
