@@ -86,6 +86,8 @@ class TrainConfig:
     weight_decay: float = 1.0
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 2000
+    decay_from: int = -1  # cosine decay of lr from this step to lr_final * lr at max_steps; -1 = constant
+    lr_final: float = 0.1  # the decayed lr as a fraction of lr
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
     beta: float = 0.1  # weight of the balanced KL
@@ -110,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"kl_reduction must be 'elbo', 'sum_d' or 'mean', got {self.kl_reduction!r}")
         if self.kl_transitions not in ("all", "last"):
             raise ValueError(f"kl_transitions must be 'all' or 'last', got {self.kl_transitions!r}")
+        if self.decay_from >= self.max_steps:
+            raise ValueError(f"decay_from {self.decay_from} must be below max_steps {self.max_steps}")
 
 
 def _coerce(cls: type, values: dict[str, Any]) -> Any:

@@ -14,6 +14,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -52,7 +53,13 @@ def load_examples(mc: ModelConfig, tc: TrainConfig, split: str) -> tuple[torch.T
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
-    return tc.lr * min(1.0, (step + 1) / max(1, tc.warmup_steps))
+    """Linear warm-up, then constant; from `decay_from` (if >= 0) a cosine down to lr_final * lr at
+    max_steps. Set decay_from when resuming a run to anneal it from where it stands."""
+    lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup_steps))
+    if 0 <= tc.decay_from <= step:
+        done = min(1.0, (step - tc.decay_from) / (tc.max_steps - tc.decay_from))
+        lr *= tc.lr_final + (1.0 - tc.lr_final) * 0.5 * (1.0 + math.cos(math.pi * done))
+    return lr
 
 
 class SlotSampler:

@@ -228,3 +228,17 @@ def test_learned_positions_replace_rope_and_make_attention_order_aware():
     assert not torch.equal(out.value, sampling.run_rows(model, x, torch.zeros(1), torch.zeros(1), 2).value)
     with pytest.raises(ValueError, match="pos_encoding"):
         dataclasses.replace(TINY, pos_encoding="alibi")
+
+
+def test_lr_warms_up_then_holds_then_anneals_from_decay_from_to_lr_final():
+    from model.train import lr_at
+
+    tc = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100, decay_from=60, lr_final=0.1)
+    assert lr_at(0, tc) == pytest.approx(1e-4)
+    assert lr_at(30, tc) == lr_at(60, tc) == pytest.approx(1e-3)
+    assert lr_at(80, tc) == pytest.approx(1e-3 * 0.55)  # half way down the cosine
+    assert lr_at(100, tc) == pytest.approx(1e-4)
+    assert all(lr_at(s, tc) > lr_at(s + 1, tc) for s in range(60, 100))
+    assert lr_at(80, TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100)) == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="decay_from"):
+        TrainConfig(max_steps=100, decay_from=100)
