@@ -38,7 +38,9 @@ def headline(model: GRAM, spec: dict[str, Any], data_dir: str | Path) -> float:
     return float(evaluate_unconditional(model, task, settings)["results"][0]["validity"])
 
 
-def publish(run: Path, dest: Path, weights: str, width: int, examples: int, data_dir: str) -> dict[str, Any]:
+def publish(
+    run: Path, dest: Path, weights: str, width: int, examples: int, data_dir: str, history: str = ""
+) -> dict[str, Any]:
     model, card = checkpoint.load(run / "model")
     if weights == "live":  # the raw weights of the last saved step instead of their EMA
         state = load_file(str(run / "train_state.safetensors"))
@@ -53,6 +55,8 @@ def publish(run: Path, dest: Path, weights: str, width: int, examples: int, data
     }
     spec["value"] = headline(model, spec, data_dir)
     card = dict(card, weights=weights, headline=spec)
+    if history:  # how a run resumed with other settings got here; the card's "train" is its last leg
+        card["history"] = history
     if dest.exists():
         shutil.rmtree(dest)
     checkpoint.save(model, dest, card)
@@ -69,8 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=20, help="width of the headline metric (conditional)")
     ap.add_argument("--examples", type=int, default=64, help="test inputs (or samples) of the headline")
     ap.add_argument("--data", default="data")
+    ap.add_argument("--history", default="", help="the run's legs when it was resumed with other settings")
     args = ap.parse_args(argv)
-    card = publish(args.run, args.dest, args.weights, args.width, args.examples, args.data)
+    card = publish(args.run, args.dest, args.weights, args.width, args.examples, args.data, args.history)
     print(json.dumps(card["headline"], indent=2))
 
 
