@@ -13,6 +13,7 @@ from model import checkpoint, sampling
 from model.config import ModelConfig, TrainConfig, load_preset
 from model.loss import balanced_kl, step_loss
 from model.network import GRAM, Guidance
+from model.train import lr_at
 
 TINY = ModelConfig(vocab_size=5, seq_len=9, out_len=9, hidden=32, heads=2, K=2, T=2, puzzle_tokens=2)
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,8 +232,6 @@ def test_learned_positions_replace_rope_and_make_attention_order_aware():
 
 
 def test_lr_warms_up_then_holds_then_anneals_from_decay_from_to_lr_final():
-    from model.train import lr_at
-
     tc = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100, decay_from=60, lr_final=0.1)
     assert lr_at(0, tc) == pytest.approx(1e-4)
     assert lr_at(30, tc) == lr_at(60, tc) == pytest.approx(1e-3)
