@@ -6,8 +6,8 @@ Imports nothing from the rest of the project.
 """
 
 from kernels.add_rmsnorm import add_rmsnorm
-from kernels.guidance import guide, guide_kl
+from kernels.guidance import guide
 from kernels.rng import philox_normal
 from kernels.swiglu import swiglu_gate, swiglu_linear
 
-__all__ = ["add_rmsnorm", "guide", "guide_kl", "philox_normal", "swiglu_gate", "swiglu_linear"]
+__all__ = ["add_rmsnorm", "guide", "philox_normal", "swiglu_gate", "swiglu_linear"]

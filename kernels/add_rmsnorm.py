@@ -1,8 +1,8 @@
-"""Fused sum of up to three tensors + RMSNorm without a learnable scale, over the last axis.
+"""Fused residual add + RMSNorm without a learnable scale, over the last axis.
 
-Receives x and optionally a residual and an injection, all (..., D) of one shape and dtype; hands
-back rmsnorm(x + residual + injection) in that dtype, computed in float32. Covers the post-norm
-residual rmsnorm(x + f(x)) and injections like rmsnorm(l + h + e_x). Does not know the model.
+Receives x and optionally a residual, both (..., D) of one shape and dtype; hands back
+rmsnorm(x + residual) in that dtype, computed in float32, and its gradient. Covers the post-norm
+residual rmsnorm(x + f(x)) of every block. Does not know the model.
 """
 
 from __future__ import annotations
@@ -17,20 +17,16 @@ from kernels._dispatch import use_triton
 def add_rmsnorm_ref(
     x: torch.Tensor,
     residual: torch.Tensor | None = None,
-    injection: torch.Tensor | None = None,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """The spec: float32 sum of the given inputs, divided by its root mean square (+ eps) over D."""
-    s = x.float()
-    for t in (residual, injection):
-        if t is not None:
-            s = s + t.float()
+    """The spec: float32 x (+ residual), divided by its root mean square (+ eps) over D."""
+    s = x.float() if residual is None else x.float() + residual.float()
     return (s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
 @triton.jit
 def _add_rmsnorm_fwd(
-    a_ptr, b_ptr, c_ptr, y_ptr, rstd_ptr, M, D, eps,
+    a_ptr, b_ptr, y_ptr, rstd_ptr, M, D, eps,
     NUM_INPUTS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # (BLOCK_M,)
@@ -38,10 +34,8 @@ def _add_rmsnorm_fwd(
     mask = (rows[:, None] < M) & (cols[None, :] < D)
     offs = rows[:, None].to(tl.int64) * D + cols[None, :]  # (BLOCK_M, BLOCK_D)
     x = tl.load(a_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if NUM_INPUTS >= 2:
+    if NUM_INPUTS == 2:
         x += tl.load(b_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if NUM_INPUTS >= 3:
-        x += tl.load(c_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)  # (BLOCK_M,)
     y = x * rstd[:, None]
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
@@ -50,20 +44,18 @@ def _add_rmsnorm_fwd(
 
 @triton.jit
 def _add_rmsnorm_bwd(
-    dy_ptr, a_ptr, b_ptr, c_ptr, rstd_ptr, dx_ptr, M, D,
+    dy_ptr, a_ptr, b_ptr, rstd_ptr, dx_ptr, M, D,
     NUM_INPUTS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
 ):  # fmt: skip
-    # y = x * rstd(x), x = a + b + c  =>  dx = rstd * (dy - x_hat * mean(dy * x_hat)), x_hat = x * rstd.
+    # y = x * rstd(x), x = a + b  =>  dx = rstd * (dy - x_hat * mean(dy * x_hat)), x_hat = x * rstd.
     # x is summed again from the inputs (float32), not read back from the rounded y.
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_D)
     mask = (rows[:, None] < M) & (cols[None, :] < D)
     offs = rows[:, None].to(tl.int64) * D + cols[None, :]
     x = tl.load(a_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if NUM_INPUTS >= 2:
+    if NUM_INPUTS == 2:
         x += tl.load(b_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    if NUM_INPUTS >= 3:
-        x += tl.load(c_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     rstd = tl.load(rstd_ptr + rows, mask=rows < M, other=0.0)
     x_hat = x * rstd[:, None]
     dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -77,8 +69,8 @@ def _blocks(D: int) -> tuple[int, int]:
     return max(1, min(64, 4096 // BLOCK_D)), BLOCK_D
 
 
-def _pad3(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    return (inputs + [inputs[0]] * 2)[:3]  # pointers past NUM_INPUTS are never read
+def _pad2(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    return (inputs + [inputs[0]])[:2]  # a pointer past NUM_INPUTS is never read
 
 
 def add_rmsnorm_fwd_triton(inputs: list[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +80,7 @@ def add_rmsnorm_fwd_triton(inputs: list[torch.Tensor], eps: float) -> tuple[torc
     rstd = torch.empty(M, device=y.device, dtype=torch.float32)
     BLOCK_M, BLOCK_D = _blocks(D)
     _add_rmsnorm_fwd[(triton.cdiv(M, BLOCK_M),)](
-        *_pad3(inputs), y, rstd, M, D, eps, NUM_INPUTS=len(inputs), BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D
+        *_pad2(inputs), y, rstd, M, D, eps, NUM_INPUTS=len(inputs), BLOCK_M=BLOCK_M, BLOCK_D=BLOCK_D
     )
     return y, rstd
 
@@ -100,7 +92,7 @@ def add_rmsnorm_bwd_triton(dy: torch.Tensor, inputs: list[torch.Tensor], rstd: t
     BLOCK_M, BLOCK_D = _blocks(D)
     _add_rmsnorm_bwd[(triton.cdiv(M, BLOCK_M),)](
         dy.contiguous(),
-        *_pad3(inputs),
+        *_pad2(inputs),
         rstd,
         dx,
         M,
@@ -133,13 +125,12 @@ class AddRMSNorm(torch.autograd.Function):
 def add_rmsnorm(
     x: torch.Tensor,
     residual: torch.Tensor | None = None,
-    injection: torch.Tensor | None = None,
     *,
     eps: float = 1e-6,
     impl: str = "auto",
 ) -> torch.Tensor:
-    """rmsnorm(x + residual + injection) over the last axis (absent terms skipped); (..., D) -> (..., D)."""
-    inputs = [t for t in (x, residual, injection) if t is not None]
+    """rmsnorm(x + residual) over the last axis (rmsnorm(x) without one); (..., D) -> (..., D)."""
+    inputs = [x] if residual is None else [x, residual]
     for t in inputs[1:]:
         if t.shape != x.shape or t.dtype != x.dtype or t.device != x.device:
             raise ValueError(
@@ -147,5 +138,5 @@ def add_rmsnorm(
                 f"{x.device} vs {tuple(t.shape)} {t.dtype} {t.device}"
             )
     if not use_triton(impl, *inputs) or x.numel() == 0:
-        return add_rmsnorm_ref(x, residual, injection, eps)
+        return add_rmsnorm_ref(x, residual, eps)
     return AddRMSNorm.apply(eps, *inputs)

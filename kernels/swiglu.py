@@ -2,8 +2,10 @@
 
 Receives the concatenated up-projection output (..., 2H) = [gate | up] (the order of
 `x @ W_gate_up.T` with W_gate_up = cat(W_gate, W_up)), or x (..., K) with W_gate_up (2H, K);
-hands back silu(gate) * up (..., H) in the input dtype, computed in float32. The down-projection
-stays a plain matmul. Does not know the model.
+hands back silu(gate) * up (..., H) in the input dtype, computed in float32. The fused matmul runs
+in the precision torch's own matmul would: float32 tensors in IEEE float32 or TF32 as
+`torch.backends.cuda.matmul.fp32_precision` says, bf16 under autocast. The down-projection stays a
+plain matmul. Does not know the model.
 """
 
 from __future__ import annotations
@@ -112,18 +114,30 @@ def swiglu_linear_ref(x: torch.Tensor, w_gate_up: torch.Tensor) -> torch.Tensor:
     return swiglu_gate_ref(x @ w_gate_up.T)
 
 
+# One BLOCK_K for every config: the K-reduction of an output element runs in the same order whatever
+# tile the autotuner picks for a row count, so a row's result does not depend on its batch size.
+BLOCK_K = 32
+# (BLOCK_M, BLOCK_N, num_warps, num_stages); each fits Hopper's 227 KiB of shared memory per block
+# in float32: stages * 4 bytes * (BLOCK_M + 2 * BLOCK_N) * BLOCK_K (tests/kernels/test_swiglu.py)
+LINEAR_TILES = [(64, 64, 4, 4), (128, 64, 4, 4), (64, 128, 4, 4), (128, 128, 8, 3)]
+
+
 def _linear_configs() -> list[triton.Config]:
     if INTERPRET:  # autotuning needs a GPU: one config
-        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32})]
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": BLOCK_K})]
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-        for bm, bn, bk, w, s in [
-            (64, 64, 64, 4, 3),
-            (128, 64, 64, 4, 3),
-            (128, 128, 32, 8, 3),
-            (64, 128, 64, 4, 4),
-        ]
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": BLOCK_K}, num_warps=w, num_stages=s)
+        for bm, bn, w, s in LINEAR_TILES
     ]
+
+
+def float32_precision() -> str:
+    """tl.dot's input_precision for float32 inputs: "tf32" when torch's CUDA matmuls use TF32
+    (`torch.set_float32_matmul_precision("high")` or the fp32_precision settings), else "ieee"."""
+    setting = getattr(torch.backends.cuda.matmul, "fp32_precision", None)
+    if setting is None:  # torch < 2.9
+        return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    return "tf32" if setting == "tf32" else "ieee"
 
 
 @triton.autotune(configs=_linear_configs(), key=["M", "H", "K"])
@@ -164,7 +178,7 @@ def swiglu_linear_triton(x: torch.Tensor, w_gate_up: torch.Tensor) -> torch.Tens
     M, K = x.shape
     H = w_gate_up.shape[0] // 2
     out = torch.empty(M, H, device=x.device, dtype=x.dtype)
-    precision = "ieee" if x.dtype == torch.float32 else "tf32"  # float32 stays exact (no TF32)
+    precision = float32_precision() if x.dtype == torch.float32 else "tf32"  # (unused below float32)
 
     def grid(meta):
         return triton.cdiv(M, meta["BLOCK_M"]), triton.cdiv(H, meta["BLOCK_N"])
@@ -187,6 +201,9 @@ def swiglu_linear(x: torch.Tensor, w_gate_up: torch.Tensor, *, impl: str = "auto
         return swiglu_linear_ref(x, w_gate_up)
     if torch.is_grad_enabled() and (x.requires_grad or w_gate_up.requires_grad):
         return swiglu_gate(x @ w_gate_up.T, impl=impl)
+    if torch.is_autocast_enabled(x.device.type):  # what F.linear would do: the autocast dtype
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x, w_gate_up = x.to(dtype), w_gate_up.to(dtype)
     *lead, K = x.shape
     out = swiglu_linear_triton(x.reshape(-1, K).contiguous(), w_gate_up.contiguous())
     return out.view(*lead, w_gate_up.shape[0] // 2)

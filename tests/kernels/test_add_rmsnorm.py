@@ -18,7 +18,7 @@ def _inputs(shape, n, seed=0):
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("n_inputs", [1, 2, 3])
+@pytest.mark.parametrize("n_inputs", [1, 2])
 def test_forward_and_backward_match_reference(shape, n_inputs):
     xs = _inputs(shape, n_inputs)
     y = add_rmsnorm(*xs, impl="triton")
@@ -32,11 +32,10 @@ def test_forward_and_backward_match_reference(shape, n_inputs):
 
 
 def test_reference_is_rmsnorm_of_the_sum():
-    a, b, c = _inputs((2, 32, 40), 3)
-    s = a + b + c
-    want = torch.nn.functional.rms_norm(s, (40,), eps=1e-6)
-    torch.testing.assert_close(add_rmsnorm_ref(a, b, c), want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(add_rmsnorm(a, b, c, impl="triton"), want, rtol=1e-5, atol=1e-5)
+    a, b = _inputs((2, 32, 40), 2)
+    want = torch.nn.functional.rms_norm(a + b, (40,), eps=1e-6)
+    torch.testing.assert_close(add_rmsnorm_ref(a, b), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(add_rmsnorm(a, b, impl="triton"), want, rtol=1e-5, atol=1e-5)
 
 
 def test_eps_is_a_parameter_and_2d_inputs_work():

@@ -39,3 +39,11 @@ def test_auto_on_cpu_runs_the_reference():
     assert torch.equal(swiglu_gate(X), swiglu_gate_ref(X))
     y = add_rmsnorm(X.clone().requires_grad_(), impl="auto")
     assert y.grad_fn is not None and "AddRMSNorm" not in type(y.grad_fn).__name__
+
+
+def test_triton_itself_was_imported_under_the_interpreter():
+    """tl.sum and the other helpers of triton.language are decorated when triton is first imported:
+    the interpreter must have been on by then (tests/conftest.py), whichever test imported it first."""
+    import triton.language.standard as standard
+
+    assert dispatch.INTERPRET and type(standard.sum).__name__ == "InterpretedFunction"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kernels import swiglu_gate, swiglu_linear
-from kernels.swiglu import swiglu_gate_ref, swiglu_linear_ref
+from kernels.swiglu import BLOCK_K, LINEAR_TILES, float32_precision, swiglu_gate_ref, swiglu_linear_ref
 
 SHAPES = [(1, 32, 48), (2, 80, 40), (3, 44, 48)]  # (R, S, H): H hidden units of the gate
 
@@ -61,3 +61,30 @@ def test_bad_shapes_are_rejected():
         swiglu_gate(torch.randn(3, 5))
     with pytest.raises(ValueError, match="W_gate_up"):
         swiglu_linear(torch.randn(3, 8), torch.randn(10, 7))
+
+
+def test_every_autotune_config_fits_hopper_shared_memory():
+    """float32 tiles (the largest) of x and both weight halves, one buffer per pipeline stage."""
+    for block_m, block_n, _, stages in LINEAR_TILES:
+        assert stages * 4 * (block_m + 2 * block_n) * BLOCK_K <= 227 * 1024, (block_m, block_n, stages)
+
+
+def test_float32_matmuls_follow_torchs_precision_setting():
+    saved = torch.backends.cuda.matmul.fp32_precision
+    try:
+        torch.set_float32_matmul_precision("high")  # what a server serving in TF32 sets
+        assert float32_precision() == "tf32"
+        torch.set_float32_matmul_precision("highest")
+        assert float32_precision() == "ieee"
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = saved
+    assert float32_precision() == ("tf32" if saved == "tf32" else "ieee")
+
+
+def test_fused_linear_under_autocast_runs_in_the_autocast_dtype():
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(44, 40, generator=g), torch.randn(96, 40, generator=g) / 40**0.5
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, y_ref = swiglu_linear(x, w, impl="triton"), swiglu_linear_ref(x, w)
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    torch.testing.assert_close(y, y_ref, rtol=2e-2, atol=2e-2)
