@@ -22,7 +22,7 @@ from packaging.tags import compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = {"tasks", "model", "kernels", "server", "clients"}
+PROJECT = {init.parent.name for init in ROOT.glob("*/__init__.py")}  # tasks, model, kernels, server, ...
 ON_THE_GPU_MACHINE = {"torch", "triton", "numpy", "httpx", "prometheus-client"}
 RUNNERS = {"pytest", "pytest-timeout"}
 ENTRIES = [
