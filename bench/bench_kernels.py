@@ -317,8 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     if cpu:
         args.rows, args.seq, args.hidden, args.step_rows = [2], [20], [32], [2]
         args.precision, args.K, args.T = ["fp32"], 1, 2
-    if args.compile:  # dynamic shapes: one compilation serves the sweep; never fall back to eager silently
-        torch._dynamo.config.cache_size_limit = 64
+    if args.compile:  # room for every shape of the sweep: never fall back to eager silently
+        for knob in ("cache_size_limit", "recompile_limit"):  # the name differs across torch versions
+            if hasattr(torch._dynamo.config, knob):
+                setattr(torch._dynamo.config, knob, 64)
     meta = {
         "device": "cpu (TRITON_INTERPRET=1)" if cpu else torch.cuda.get_device_name(),
         "torch": torch.__version__,

@@ -78,17 +78,16 @@ phase() {  # phase NAME LIMIT COMMAND...: run under timeout -k, log to OUTDIR/NA
 
 # ----- env: versions, the wheels, the imports --------------------------------------------------------
 site="$(mktemp -d)/site"
-install_wheels() {
+trap 'rm -rf "${site%/site}"' EXIT
+install_wheels() {  # .whl/ into $site: pip when it can, else unpacked (a wheel is a zip archive)
   if [ ! -d .whl ]; then
     echo "no .whl/ here: run bench/gpu_wheels.sh and carry .whl (the server path will not import)"
     return 1
   fi
-  if "$py" -m pip --version >/dev/null 2>&1; then
-    "$py" -m pip install --quiet --no-index --no-deps --find-links .whl --target "$site" \
-      -r bench/gpu-requirements.txt
-  else  # no pip: a wheel is a zip archive, and unpacked into one folder it imports the same
-    for wheel in .whl/*.whl; do "$py" -m zipfile -e "$wheel" "$site" || return 1; done
-  fi
+  "$py" -m pip install --quiet --no-index --no-deps --find-links .whl --target "$site" \
+    -r bench/gpu-requirements.txt && return 0
+  echo "pip did not install them: unpacking the wheels into $site instead"
+  for wheel in .whl/*.whl; do "$py" -m zipfile -e "$wheel" "$site" || return 1; done
 }
 env_report() {  # versions, then the wheels and the imports (rc 1 when either fails)
   local rc=0
