@@ -172,18 +172,10 @@ def test_bf16_guidance_within_twice_torch_error():
     _flash_rule(guide(u, mu, ls, seeds, traj, 3), plain, exact)
 
 
-@pytest.fixture
-def tf32():
-    """float32 matmuls in TF32 (cuBLAS and the fused kernel) for one test."""
-    saved = torch.backends.cuda.matmul.fp32_precision
-    torch.set_float32_matmul_precision("high")
-    yield
-    torch.backends.cuda.matmul.fp32_precision = saved
-
-
-def test_tf32_fused_linear_within_twice_cublas_tf32_error(tf32):
+def test_tf32_fused_linear_within_twice_cublas_tf32_error(set_float32_matmul_precision):
     from kernels.swiglu import float32_precision
 
+    set_float32_matmul_precision("high")
     assert float32_precision() == "tf32"
     x, w = _rand(64 * 97, 512, seed=3), _rand(2048, 512, seed=4, scale=512**-0.5)
     exact = swiglu_linear_ref(x.double(), w.double())
@@ -195,19 +187,15 @@ def test_tf32_fused_linear_within_twice_cublas_tf32_error(tf32):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("precision", ["highest", "high"])
-def test_fused_linear_row_does_not_depend_on_its_batch(dtype, precision):
+def test_fused_linear_row_does_not_depend_on_its_batch(dtype, precision, set_float32_matmul_precision):
     """The autotuner may pick another tile for another row count: a row's bits must not change."""
-    saved = torch.backends.cuda.matmul.fp32_precision
-    torch.set_float32_matmul_precision(precision)
-    try:
-        S, K, H = 97, 512, 1024
-        w = _rand(2 * H, K, seed=1, scale=K**-0.5, dtype=dtype)
-        x = _rand(256 * S, K, seed=2, dtype=dtype)
-        alone = swiglu_linear(x[:S], w)
-        for rows in (2, 64, 256):  # server buckets (each row count may autotune to another tile)
-            assert torch.equal(swiglu_linear(x[: rows * S], w)[:S], alone), rows
-    finally:
-        torch.backends.cuda.matmul.fp32_precision = saved
+    set_float32_matmul_precision(precision)
+    S, K, H = 97, 512, 1024
+    w = _rand(2 * H, K, seed=1, scale=K**-0.5, dtype=dtype)
+    x = _rand(256 * S, K, seed=2, dtype=dtype)
+    alone = swiglu_linear(x[:S], w)
+    for rows in (2, 64, 256):  # server buckets (each row count may autotune to another tile)
+        assert torch.equal(swiglu_linear(x[: rows * S], w)[:S], alone), rows
 
 
 def test_cuda_graph_replay_equals_eager():

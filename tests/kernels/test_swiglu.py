@@ -69,16 +69,11 @@ def test_every_autotune_config_fits_hopper_shared_memory():
         assert stages * 4 * (block_m + 2 * block_n) * BLOCK_K <= 227 * 1024, (block_m, block_n, stages)
 
 
-def test_float32_matmuls_follow_torchs_precision_setting():
-    saved = torch.backends.cuda.matmul.fp32_precision
-    try:
-        torch.set_float32_matmul_precision("high")  # what a server serving in TF32 sets
-        assert float32_precision() == "tf32"
-        torch.set_float32_matmul_precision("highest")
-        assert float32_precision() == "ieee"
-    finally:
-        torch.backends.cuda.matmul.fp32_precision = saved
-    assert float32_precision() == ("tf32" if saved == "tf32" else "ieee")
+def test_float32_matmuls_follow_torchs_precision_setting(set_float32_matmul_precision):
+    set_float32_matmul_precision("high")  # what a server serving in TF32 sets
+    assert float32_precision() == "tf32"
+    set_float32_matmul_precision("highest")
+    assert float32_precision() == "ieee"
 
 
 def test_fused_linear_under_autocast_runs_in_the_autocast_dtype():
