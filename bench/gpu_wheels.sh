@@ -11,12 +11,14 @@ limit_kib=$((16 * 1024))  # the device tool carries 64 MiB in all: keep the whee
 rm -rf .whl
 mkdir -p .whl
 # --no-deps: the list is the whole closure (tests/kernels/test_gpu_wheels.py checks it)
-"$py" -m pip download --quiet --no-deps --only-binary=:all: \
+if ! "$py" -m pip download --quiet --no-deps --only-binary=:all: \
   --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
   --platform any -d .whl -r bench/gpu-requirements.txt 2>&1 |
-  { grep -v 'neither a file nor a directory' || true; }  # noise from this machine's pip config
-[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu_wheels: pip download failed" >&2; exit 1; }
+  { grep -v 'neither a file nor a directory' || true; }; then  # (noise from this machine's pip config)
+  echo "gpu_wheels: pip download failed" >&2
+  exit 1
+fi
 
 wanted=$(grep -cE '^[A-Za-z]' bench/gpu-requirements.txt)
 got=$(find .whl -type f -name '*.whl' | wc -l)
