@@ -72,7 +72,7 @@ def test_philox_rounds_are_bit_exact_random123_and_reference():
     assert torch.equal(philox4x32_10_triton(ctr.to(CUDA), key.to(CUDA)).cpu(), ref)
 
 
-def test_philox_per_row_steps_bit_exact_words_and_normals_to_rounding(record_property):
+def test_philox_per_row_steps_bit_exact_words_and_normals_to_rounding():
     """The counters of the noise kernel, (e, step of the row, trajectory, 0) under the key (seed lo, seed
     hi), give the reference's words bit for bit; its normals match to float rounding."""
     seeds = torch.tensor([0, 1, 12345, -1, 2**40 + 7, 2**63 - 1, -(2**62)], dtype=torch.int64)
@@ -100,8 +100,13 @@ def test_philox_per_row_steps_bit_exact_words_and_normals_to_rounding(record_pro
         ]
     )
     torch.testing.assert_close(z, want, rtol=1e-5, atol=1e-5)  # a wrong counter is off by O(1)
-    record_property("normals_bit_identical_fraction", (z == want).float().mean().item())
-    record_property("normals_max_abs_diff", (z - want).abs().max().item())
+    # shown by gpu_check.sh (-rA prints a passing test's output): how close the normals come to bits
+    print(
+        "normals bit-identical:",
+        (z == want).float().mean().item(),
+        "max abs diff:",
+        (z - want).abs().max().item(),
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
