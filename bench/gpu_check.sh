@@ -7,7 +7,8 @@
 #   run(command="bash bench/gpu_check.sh \"$OUT\"", carry=[".whl"], timeout_s=560)
 # It keeps to GPU_CHECK_BUDGET_S (default 500 s) in all: every phase runs under `timeout -k` of
 # min(its cap, the time left), writes its results as they come, and summary.json is rewritten after
-# each phase, so whatever stops it, OUTDIR says what ran. Rerun one phase: GPU_CHECK_PHASES="serve".
+# each phase, so whatever stops it, OUTDIR says what ran. Only some phases (env always runs):
+#   run(command="GPU_CHECK_PHASES='pytest serve' bash bench/gpu_check.sh \"$OUT\"", carry=[".whl"], ...)
 #
 # Phases, in this order (each writes OUTDIR/<phase>.log and its own results):
 #   env      nvidia-smi, python / torch / CUDA / triton versions (env.txt); installs .whl/ into a
@@ -28,7 +29,7 @@ export PYTHONUNBUFFERED=1
 unset TRITON_INTERPRET  # compiled kernels, not the CPU interpreter
 py="${PYTHON:-python3}"
 budget="${GPU_CHECK_BUDGET_S:-500}"
-phases="${GPU_CHECK_PHASES:-env pytest solve serve kernels compile}"
+phases="${GPU_CHECK_PHASES:-pytest solve serve kernels compile}"
 deadline=$((SECONDS + budget))
 : >"$out/phases.tsv"
 
@@ -119,14 +120,10 @@ print("imports ok: fastapi", fastapi.__version__, "pydantic", pydantic.__version
   return $rc
 }
 export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-case " $phases " in
-  *" env "*)
-    t0=$SECONDS
-    env_report 2>&1 | tee "$out/env.txt"
-    printf 'env\t%d\t%d\t0\n' "${PIPESTATUS[0]}" $((SECONDS - t0)) >>"$out/phases.tsv"
-    summary
-    ;;
-esac
+t0=$SECONDS  # always: the later phases need the wheels
+env_report 2>&1 | tee "$out/env.txt"
+printf 'env\t%d\t%d\t0\n' "${PIPESTATUS[0]}" $((SECONDS - t0)) >>"$out/phases.tsv"
+summary
 
 if ! "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   echo "gpu_check: FAILED: no CUDA device visible to $py (see $out/env.txt); nothing was checked" >&2
