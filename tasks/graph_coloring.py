@@ -273,9 +273,6 @@ class GraphColoringTask(Task):
         return tuple(relabel.setdefault(c, len(relabel) - 1) for c in colors)
 
     # --- verification
-    def max_violations(self, instance: GraphInstance) -> int:
-        return len(instance.edges) + self.size
-
     def violation_counts(self, instance: GraphInstance, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """(N, n) tokens -> per-kind counts (N,): conflict edges (both ends the same colour) and
         invalid tokens (not a colour 0..k-1)."""
@@ -289,8 +286,18 @@ class GraphColoringTask(Task):
         return {"conflict_edges": conflicts, "invalid": (~ok).sum(axis=1)}
 
     def verify(self, instance: GraphInstance, tokens: np.ndarray) -> Verdict:
+        """violations: conflict edges + nodes without a colour; score: the fraction of the
+        constraints that hold, one per node (it has a colour) and one per edge (both ends have a
+        colour and the colours differ)."""
         counts = self.violation_counts(instance, tokens)
-        return make_verdict(counts["conflict_edges"] + counts["invalid"], self.max_violations(instance))
+        tokens = check_tokens(tokens, self.out_len)
+        ok = (tokens >= COLOR0) & (tokens < COLOR0 + self.num_colors)
+        held = ok.sum(axis=1)
+        if instance.edges:
+            u, v = np.array(instance.edges, dtype=np.int64).T
+            held = held + (ok[:, u] & ok[:, v] & (tokens[:, u] != tokens[:, v])).sum(axis=1)
+        total = self.size + len(instance.edges)
+        return make_verdict(counts["conflict_edges"] + counts["invalid"], held, total)
 
     # --- solutions and generation
     def enumerate_solutions(self, instance: GraphInstance, cap: int | None = None) -> list[np.ndarray]:

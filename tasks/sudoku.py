@@ -365,10 +365,6 @@ class SudokuTask(Task):
         return grid_to_string(self.tokens_to_digits(np.asarray(tokens).reshape(-1)))
 
     # --- verification
-    def max_violations(self, instance: SudokuInstance) -> int:
-        n = self.size
-        return n * n + 3 * n * (n - 1) + instance.num_givens
-
     def violation_counts(self, instance: SudokuInstance, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """(N, n*n) tokens -> per-kind violation counts (N,): conflicts, invalid cells, changed givens.
 
@@ -390,10 +386,30 @@ class SudokuTask(Task):
             "changed_givens": changed,
         }
 
+    def right_cells(self, instance: SudokuInstance, tokens: np.ndarray) -> np.ndarray:
+        """(N, n*n) tokens -> (N, n*n) bool: the cell holds a digit, the given one where there is a
+        given, and no other cell of its row, column or box holds that digit."""
+        tokens = check_tokens(tokens, self.out_len)
+        n = self.size
+        digit = tokens - DIGIT0
+        is_digit = (digit >= 0) & (digit < n)
+        onehot = (digit[..., None] == np.arange(n)) & is_digit[..., None]  # (N, n*n, n)
+        per_unit = onehot[:, self._units].sum(axis=2)  # (N, 3n, n): copies of each digit per unit
+        repeated = per_unit > 1
+        clash = np.zeros(tokens.shape, dtype=bool)
+        for u, cells in enumerate(self._units):  # a cell clashes where its digit repeats in a unit
+            clash[:, cells] |= (onehot[:, cells] & repeated[:, u, None, :]).any(axis=2)
+        given = instance.givens > 0
+        kept = np.ones(tokens.shape, dtype=bool)
+        kept[:, given] = tokens[:, given] == instance.givens[given].astype(np.int64) + 1
+        return is_digit & ~clash & kept
+
     def verify(self, instance: SudokuInstance, tokens: np.ndarray) -> Verdict:
+        """violations: conflicts + cells without a digit + changed givens; score: the fraction of
+        the n*n cells that are right (`right_cells`)."""
         counts = self.violation_counts(instance, tokens)
         total = counts["conflicts"] + counts["invalid"] + counts["changed_givens"]
-        return make_verdict(total, self.max_violations(instance))
+        return make_verdict(total, self.right_cells(instance, tokens).sum(axis=1), self.out_len)
 
     # --- solutions and generation
     def enumerate_solutions(self, instance: SudokuInstance, cap: int | None = None) -> list[np.ndarray]:
