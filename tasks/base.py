@@ -46,11 +46,18 @@ class Task(ABC):
     seq_len: int  # input tokens per instance
     out_len: int  # output tokens per instance
     vocab_size: int  # one vocabulary for inputs and outputs
+    num_colors: int | None = None  # colours of a colouring task (part of its vocabulary), else None
 
     @property
     def key(self) -> str:
         """Stable identifier, e.g. 'sudoku-4', 'nqueens-8', 'graph_coloring-8'."""
         return f"{self.name}-{self.size}"
+
+    @staticmethod
+    @abstractmethod
+    def size_of(puzzle: Any) -> tuple[int, int | None]:
+        """(size, num_colors or None) that a task-native puzzle asks for, read before a task of that
+        size exists (to pick a checkpoint); TaskError names the field when it cannot be read."""
 
     @abstractmethod
     def parse(self, puzzle: Any) -> Any:

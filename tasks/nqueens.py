@@ -138,6 +138,18 @@ class NQueensTask(Task):
         self._lines = _lines(size)
 
     # --- formats
+    @staticmethod
+    def size_of(puzzle: Any) -> tuple[int, int | None]:
+        """n from `{"n": int, "queens": [...]}`."""
+        if not isinstance(puzzle, dict):
+            raise TaskError(
+                'an nqueens puzzle is an object {"n": int, "queens": [[row, col], ...]}', "puzzle"
+            )
+        n: Any = puzzle.get("n")
+        if not _is_int(n):
+            raise TaskError(f"n must be an int, got {n!r:.40}", field="n")
+        return int(n), None
+
     def parse(self, puzzle: Any) -> QueensInstance:
         return parse_queens(puzzle, self.size)
 

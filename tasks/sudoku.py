@@ -8,6 +8,7 @@ Grids inside this module are flat int arrays of n*n digits, 0 = blank.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -320,6 +321,26 @@ class SudokuTask(Task):
         self._units = geo.units  # (3n, n)
 
     # --- formats
+    @staticmethod
+    def size_of(puzzle: Any) -> tuple[int, int | None]:
+        """n from a string of n*n cells (whitespace ignored) or a list of n rows."""
+        if isinstance(puzzle, str):
+            cells = len("".join(puzzle.split()))
+            n = math.isqrt(cells)
+            if n * n != cells or n not in SIZES:
+                raise TaskError(
+                    f"a Sudoku string has 16, 36 or 81 cells (4x4, 6x6, 9x9; whitespace ignored), got {cells}",
+                    field="puzzle",
+                )
+            return n, None
+        if isinstance(puzzle, list):
+            if len(puzzle) not in SIZES:
+                raise TaskError(
+                    f"a Sudoku grid has {', '.join(map(str, SIZES))} rows, got {len(puzzle)}", "puzzle"
+                )
+            return len(puzzle), None
+        raise TaskError("a Sudoku puzzle is a string of n*n cells or a list of n lists of n ints", "puzzle")
+
     def parse(self, puzzle: Any) -> SudokuInstance:
         grid = _parse_grid(puzzle, self.size)
         clash = find_clash(grid, self.size)
