@@ -9,6 +9,7 @@ and turns any escaped exception into the error envelope. Knows nothing of tensor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -32,6 +33,26 @@ from server.state import AppState
 
 log = logging.getLogger("gram.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+DRAIN_BYTES = 64 * 2**20  # a body over the cap is read and dropped up to this much before the 413
+DRAIN_SECONDS = 10.0  # ... and for at most this long (nginx's lingering close does the same)
+
+
+async def drain(receive: Receive, limit: int = DRAIN_BYTES, seconds: float = DRAIN_SECONDS) -> None:
+    """Read and drop what is left of the request body (up to `limit` bytes and `seconds`), so that
+    a client still sending reads the answer instead of a connection reset."""
+
+    async def read() -> None:
+        left = limit
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(read(), seconds)
 
 
 class RequestContext:
@@ -74,6 +95,8 @@ class RequestContext:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > cap:
+                    if message.get("more_body", False):
+                        await drain(receive)
                     raise StarletteHTTPException(413, "request body is over the size cap")
             return message
 
@@ -87,6 +110,7 @@ class RequestContext:
                     f"request body of {length} bytes is over the cap of {cap}",
                     request_id=rid,
                 )
+                await drain(receive)
                 await response(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive_capped, send_with_id)
