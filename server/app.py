@@ -16,9 +16,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import torch
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +31,7 @@ from server.engine import Engine
 from server.metrics import Metrics, RequestLabels
 from server.registry import Registry, resolve_device
 from server.routes import router
+from server.schemas import MAX_SEED, PUZZLES
 from server.settings import Settings
 from server.state import AppState
 
@@ -190,6 +194,49 @@ async def boot(state: AppState) -> None:
         state.booted = True
 
 
+def openapi_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's schema made as strict as the server: the caps of these settings as maxima, and the
+    puzzle of /solve tied to its task (one `oneOf` branch per task, schemas.PUZZLES)."""
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        routes=app.routes,
+        description=app.description,
+    )
+    components = schema["components"]["schemas"]
+    caps = {
+        "SolveRequest": {
+            "width": settings.max_width,
+            "steps": settings.max_steps,
+            "top_k": settings.max_top_k,
+            "deadline_ms": settings.max_deadline_ms,
+        },
+        "GenerateRequest": {
+            "count": settings.max_count,
+            "steps": settings.max_steps,
+            "deadline_ms": settings.max_deadline_ms,
+        },
+    }
+    for name, fields in caps.items():
+        for field, cap in fields.items():
+            prop = components[name]["properties"][field]
+            for branch in prop.get("anyOf", [prop]):  # a nullable field: its integer branch
+                if branch.get("type") == "integer":
+                    branch["maximum"] = cap
+            if isinstance(prop.get("default"), int):  # the server lowers a default above the cap
+                prop["default"] = min(prop["default"], cap)
+    for name in caps:  # as an int: the float pydantic writes rounds up past 2**63 - 1
+        components[name]["properties"]["seed"]["anyOf"][0]["maximum"] = MAX_SEED
+    branches = []
+    for task, shape in PUZZLES.items():
+        puzzle = TypeAdapter(shape).json_schema(ref_template="#/components/schemas/{model}")
+        components.update(puzzle.pop("$defs", {}))
+        branches.append({"properties": {"task": {"const": task}, "puzzle": puzzle}})
+    components["SolveRequest"]["oneOf"] = branches
+    return schema
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     logs.configure(settings.log_level, settings.log_json)
@@ -217,6 +264,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gram = state
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_schema(app, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     errors.install(app)
     app.include_router(router)
     app.add_middleware(RequestContext, state=state)

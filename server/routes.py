@@ -33,10 +33,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "missing or wrong API key",
         413: "body over the size cap",
         415: "body is not JSON",
-        422: "invalid request, puzzle or caps; or no model for that task and size",
+        422: "a request outside this schema (validation_error); or a schema-valid one whose puzzle "
+        "contradicts itself (invalid_puzzle: clashing givens, attacking queens, a queen or an edge "
+        "outside the board or graph, a self-loop or a repeated edge), or for which no loaded "
+        "checkpoint fits its task, size, colours or name (no_model: see GET /models)",
         429: "queue full (Retry-After)",
         503: "not ready or draining (Retry-After)",
-        504: "deadline passed",
+        504: "deadline_ms passed before the trajectories were done (deadline_exceeded)",
     }.items()
 }
 
