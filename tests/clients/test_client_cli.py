@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.clients.livekit import REPO, ServerProcess, free_port
+from tests.serverkit import REPO, ServerProcess, free_port
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from clients import (
     RetryPolicy,
 )
 from server.schemas import ColoringSolution, QueensPuzzle, SolveResponse
-from tests.clients.livekit import QUEUE_ROWS, ServerProcess, free_port, metric_value
+from tests.serverkit import QUEUE_ROWS, ServerProcess, free_port, metric
 
 SUDOKU = "1.3.\n..1.\n.1..\n4..."
 
@@ -106,14 +106,11 @@ def test_retry_after_a_real_429(live: ServerProcess) -> None:
         body = {"task": "sudoku", "puzzle": SUDOKU, "width": QUEUE_ROWS, "steps": 64, "seed": 1}
         holder_done.append(httpx.post(f"{live.url}/solve", json=body, timeout=120).status_code)
 
-    rejected_before = metric_value(live.metrics(), "gram_rejected_total", reason="queue_full")
+    rejected_before = metric(live.metrics(), "gram_rejected_total", reason="queue_full")
     holder = threading.Thread(target=hold_the_queue)
     holder.start()
     deadline = time.monotonic() + 20
-    while (
-        metric_value(live.metrics(), "gram_queued_rows") + metric_value(live.metrics(), "gram_inflight_rows")
-        == 0
-    ):
+    while metric(live.metrics(), "gram_queued_rows") + metric(live.metrics(), "gram_inflight_rows") == 0:
         assert time.monotonic() < deadline, "the holding request never entered the queue"
         time.sleep(0.01)
 
@@ -134,7 +131,7 @@ def test_retry_after_a_real_429(live: ServerProcess) -> None:
     first_error, first_delay = seen[0]
     assert first_error.retry_after is not None and first_delay >= min(first_error.retry_after, 2.0)
     assert time.monotonic() - started >= first_delay
-    rejected_after = metric_value(live.metrics(), "gram_rejected_total", reason="queue_full")
+    rejected_after = metric(live.metrics(), "gram_rejected_total", reason="queue_full")
     assert rejected_after >= rejected_before + 1 + len(seen)
 
 

@@ -14,7 +14,7 @@ import pytest
 from clients.loadgen.__main__ import check_loopback, main
 from clients.loadgen.runner import poisson_schedule
 from clients.loadgen.stats import Result, percentile, summarise
-from tests.clients.livekit import ServerProcess
+from tests.serverkit import ServerProcess
 
 
 def test_percentiles_and_goodput() -> None:

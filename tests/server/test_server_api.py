@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from serverkit import PUZZLES, TINY, metric
 
 from server.schemas import GenerateResponse, SolveResponse
 from tasks import get_task
 from tasks.base import Task, TaskError
+from tests.serverkit import PUZZLES, TINY, metric
 
 
 def task_of(name: str) -> Task:

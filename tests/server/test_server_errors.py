@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from serverkit import PUZZLES, TEST_SETTINGS, run_server
 
 from server.app import create_app
 from server.schemas import ErrorResponse
 from server.settings import Settings
+from tests.serverkit import PUZZLES, TEST_SETTINGS, run_server
 
 SUDOKU = PUZZLES["sudoku-4"]
 QUEENS = PUZZLES["nqueens-6"]
