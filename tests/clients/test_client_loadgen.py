@@ -55,6 +55,7 @@ def test_refuses_non_loopback_targets() -> None:
         main(["--url", "http://192.0.2.10:8000", "--out", "/nonexistent"])
 
 
+@pytest.mark.slow
 def test_short_run_writes_json_csv_png(live: ServerProcess, tmp_path: Path) -> None:
     code = main(
         [
