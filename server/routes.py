@@ -1,7 +1,7 @@
 """HTTP routes: each validates its body (pydantic), calls the service and returns its answer.
 
 Receives HTTP requests; hands on wire responses (server/schemas.py) or raises ApiError. Routes
-hold no logic: preparation, batching and ranking live in service / prepare / batcher / engine.
+hold no logic: /solve and /generate go to server/request.py, then the batcher and the engine.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from server import request as requests
 from server.errors import ApiError
 from server.schemas import (
     ErrorResponse,
@@ -23,7 +24,7 @@ from server.schemas import (
     SolveRequest,
     SolveResponse,
 )
-from server.service import AppState, Service
+from server.state import AppState
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -32,10 +33,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "missing or wrong API key",
         413: "body over the size cap",
         415: "body is not JSON",
-        422: "invalid request, puzzle or caps; or no model for that task and size",
+        422: "a request outside this schema (validation_error); or a schema-valid one whose puzzle "
+        "contradicts itself (invalid_puzzle: clashing givens, attacking queens, a queen or an edge "
+        "outside the board or graph, a self-loop or a repeated edge), or for which no loaded "
+        "checkpoint fits its task, size, colours or name (no_model: see GET /models)",
         429: "queue full (Retry-After)",
         503: "not ready or draining (Retry-After)",
-        504: "deadline passed",
+        504: "deadline_ms passed before the trajectories were done (deadline_exceeded)",
     }.items()
 }
 
@@ -43,11 +47,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.gram
     return state
-
-
-def service(request: Request) -> Service:
-    svc: Service = request.app.state.service
-    return svc
 
 
 def api_key(request: Request) -> None:
@@ -68,13 +67,13 @@ protected = [Depends(api_key)]
 @router.post("/solve", response_model=SolveResponse, responses=_ERRORS, dependencies=protected)
 async def solve(body: SolveRequest, request: Request) -> SolveResponse:
     """Conditional sampling p(y|x): `width` trajectories for one puzzle, verified and ranked."""
-    return await service(request).solve(body, request)
+    return await requests.solve(app_state(request), body, request)
 
 
 @router.post("/generate", response_model=GenerateResponse, responses=_ERRORS, dependencies=protected)
 async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
     """Unconditional sampling p(x) from a generator checkpoint, every sample verified."""
-    return await service(request).generate(body, request)
+    return await requests.generate(app_state(request), body, request)
 
 
 @router.get("/models", response_model=ModelsResponse, responses=_ERRORS, dependencies=protected)

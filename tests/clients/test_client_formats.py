@@ -146,7 +146,7 @@ def test_clients_never_load_torch_or_the_model() -> None:
     import subprocess
     import sys
 
-    from tests.clients.livekit import REPO
+    from tests.serverkit import REPO
 
     code = (
         "import sys, clients, clients.cli, clients.loadgen.__main__; "

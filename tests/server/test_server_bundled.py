@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import TEST_SETTINGS, TINY, run_server
 
 from model.checkpoint import is_checkpoint
 from server.settings import BUNDLED_CHECKPOINTS, Settings
 from tasks import get_task
 from tasks.base import TaskError
+from tests.serverkit import TEST_SETTINGS, TINY, run_server
 
 BUNDLED = sorted(p.name for p in BUNDLED_CHECKPOINTS.glob("*") if p.is_dir() and is_checkpoint(p))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BUNDLED, reason="no checkpoints bundled under checkpoints/ yet")
 def test_bundled_checkpoints_load_and_answer() -> None:
     settings = Settings(**{**TEST_SETTINGS, "max_batch_rows": 16})  # checkpoint_dir: the default
