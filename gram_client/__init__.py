@@ -1,11 +1,12 @@
-"""GRAM clients: the httpx SDK (`GramClient`, `AsyncGramClient`), the CLI (`python -m clients`) and
-the load generator (`python -m clients.loadgen`).
+"""The GRAM client (distribution `gram-serve-client`): the httpx SDK (`GramClient`, `AsyncGramClient`),
+the CLI (`gram-client`, or `python -m gram_client`), the load generator (`python -m gram_client.loadgen`)
+and the wire schemas of the HTTP contract (`gram_client.schemas`, which the server imports too).
 
-Receives a server URL and task-native puzzles; hands on the typed wire models of `server.schemas`
-(the only project module imported here: never torch, never model/). Errors are `clients.errors`.
+Receives a server URL and task-native puzzles; hands on the typed models of `gram_client.schemas`.
+Imports no other project folder (never torch, never the server): it installs alone.
 """
 
-from clients.errors import (
+from gram_client.errors import (
     BadRequestError,
     DeadlineExceededError,
     GramConnectionError,
@@ -18,8 +19,8 @@ from clients.errors import (
     ServerError,
     UnavailableError,
 )
-from clients.retry import NO_RETRY, RetryPolicy
-from clients.sdk import AsyncGramClient, GramClient, generate_request, solve_request
+from gram_client.retry import NO_RETRY, RetryPolicy
+from gram_client.sdk import AsyncGramClient, GramClient, generate_request, solve_request
 
 __all__ = [
     "NO_RETRY",

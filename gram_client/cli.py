@@ -1,4 +1,4 @@
-"""`python -m clients`: solve, generate and list models from the command line.
+"""`python -m gram_client`: solve, generate and list models from the command line.
 
 Receives argparse arguments: a puzzle as a literal, a file (`-` for stdin) or a DIMACS `.col` file;
 hands them to `GramClient` and prints boards with verifier badges, or the response JSON (`--json`)
@@ -17,12 +17,12 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from clients.dimacs import DimacsError, looks_like_dimacs, parse_dimacs
-from clients.errors import GramConnectionError, GramError, GramTimeoutError
-from clients.render import badge, render_answer, sudoku_digits
-from clients.retry import RetryPolicy
-from clients.sdk import DEFAULT_URL, GramClient
-from server.schemas import GenerateResponse, ModelInfo, SolveResponse
+from gram_client.dimacs import DimacsError, looks_like_dimacs, parse_dimacs
+from gram_client.errors import GramConnectionError, GramError, GramTimeoutError
+from gram_client.render import badge, render_answer, sudoku_digits
+from gram_client.retry import RetryPolicy
+from gram_client.schemas import GenerateResponse, ModelInfo, SolveResponse
+from gram_client.sdk import DEFAULT_URL, GramClient
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
 TASKS = ("sudoku", "nqueens", "graph_coloring")
@@ -191,7 +191,7 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m clients", description="GRAM serve client.")
+    parser = argparse.ArgumentParser(prog="gram-client", description="GRAM serve client.")
     _add_common(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True)
 

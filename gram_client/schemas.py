@@ -1,7 +1,7 @@
 """Wire schemas of the HTTP contract (docs serving.md section 1-2): requests, responses, errors.
 
-Receives nothing; hands on pydantic models that the routes validate against and that the clients
-import to build requests and read responses. Pydantic and the standard library only: no torch, no
+Receives nothing; hands on pydantic models that the server's routes validate against and that the
+SDK builds requests from and reads responses into. Pydantic and the standard library only: no torch, no
 FastAPI, no server internals. Caps that depend on settings (max width, steps...) are checked by
 the server, not here; the puzzle's task-native content is checked by the task's parser.
 """

@@ -1,9 +1,9 @@
 """The GRAM SDK: `GramClient` (sync) and `AsyncGramClient` (asyncio) over httpx.
 
 Receives Python values (task, task-native puzzle, width, steps...), builds the wire requests from
-`server.schemas`, and hands on the typed responses of the same module (`SolveResponse`,
-`GenerateResponse`, `ModelInfo`...). Non-2xx answers raise `clients.errors` exceptions carrying the
-server's envelope; connection errors, 429 and 503 are retried per `clients.retry.RetryPolicy`.
+`gram_client.schemas`, and hands on the typed responses of the same module (`SolveResponse`,
+`GenerateResponse`, `ModelInfo`...). Non-2xx answers raise `gram_client.errors` exceptions carrying the
+server's envelope; connection errors, 429 and 503 are retried per `gram_client.retry.RetryPolicy`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from typing import Any, TypeVar
 import httpx
 import pydantic
 
-from clients.errors import (
+from gram_client.errors import (
     GramConnectionError,
     GramError,
     GramTimeoutError,
     GramValidationError,
     error_from_response,
 )
-from clients.retry import RetryPolicy
-from server.schemas import (
+from gram_client.retry import RetryPolicy
+from gram_client.schemas import (
     GenerateRequest,
     GenerateResponse,
     HealthResponse,

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from gram_client.schemas import GenerateRequest, SolveRequest
 from server.errors import ApiError
 from server.registry import LoadedModel, Registry
-from server.schemas import GenerateRequest, SolveRequest
 from server.settings import Settings
 from tasks.base import TaskError
 

@@ -11,8 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from server.errors import ApiError
-from server.schemas import (
+from gram_client.schemas import (
     ErrorResponse,
     GenerateRequest,
     GenerateResponse,
@@ -23,6 +22,7 @@ from server.schemas import (
     SolveRequest,
     SolveResponse,
 )
+from server.errors import ApiError
 from server.service import AppState, Service
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

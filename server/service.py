@@ -15,13 +15,13 @@ from typing import Any
 
 from starlette.requests import Request
 
+from gram_client.schemas import GenerateRequest, GenerateResponse, SolveRequest, SolveResponse, Timing
 from server.batcher import Batcher
 from server.engine import Engine
 from server.errors import ApiError
 from server.metrics import Metrics, width_label
 from server.prepare import Work, prepare_generate, prepare_solve
 from server.registry import Registry
-from server.schemas import GenerateRequest, GenerateResponse, SolveRequest, SolveResponse, Timing
 from server.settings import Settings
 
 log = logging.getLogger("gram.server")

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clients import GramClient, GramError, RetryPolicy
+from gram_client import GramClient, GramError, RetryPolicy
 from tests.clients.livekit import ServerProcess, free_port, metric_value, start_server
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from serverkit import PUZZLES, TINY, metric
 
-from server.schemas import GenerateResponse, SolveResponse
+from gram_client.schemas import GenerateResponse, SolveResponse
 from tasks import get_task
 from tasks.base import Task, TaskError
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from serverkit import PUZZLES, TEST_SETTINGS, run_server
 
+from gram_client.schemas import ErrorResponse
 from server.app import create_app
-from server.schemas import ErrorResponse
 from server.settings import Settings
 
 SUDOKU = PUZZLES["sudoku-4"]
