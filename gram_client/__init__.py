@@ -20,13 +20,26 @@ from gram_client.errors import (
     UnavailableError,
 )
 from gram_client.retry import NO_RETRY, RetryPolicy
+from gram_client.schemas import (
+    CandidateEvent,
+    ErrorResponse,
+    GenerateResponse,
+    ProgressEvent,
+    SampleEvent,
+    SolveResponse,
+)
 from gram_client.sdk import AsyncGramClient, GramClient, generate_request, solve_request
+from gram_client.stream import GenerateEvent, SolveEvent, StreamProtocolError
 
 __all__ = [
     "NO_RETRY",
     "AsyncGramClient",
     "BadRequestError",
+    "CandidateEvent",
     "DeadlineExceededError",
+    "ErrorResponse",
+    "GenerateEvent",
+    "GenerateResponse",
     "GramClient",
     "GramConnectionError",
     "GramError",
@@ -35,8 +48,13 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "ProgressEvent",
     "RetryPolicy",
+    "SampleEvent",
     "ServerError",
+    "SolveEvent",
+    "SolveResponse",
+    "StreamProtocolError",
     "UnavailableError",
     "generate_request",
     "solve_request",

@@ -90,6 +90,11 @@ class SolveRequest(_Strict):
         description="stop sibling trajectories once this many distinct valid candidates exist "
         "(which trajectories ran then depends on the server's scheduling)",
     )
+    stream: bool = Field(
+        default=False,
+        description="answer text/event-stream: progress and candidate events, then done "
+        "(this response) or error; as does `Accept: text/event-stream`",
+    )
 
 
 class Timing(BaseModel):
@@ -136,6 +141,7 @@ class GenerateRequest(_Strict):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     deadline_ms: int | None = Field(default=None, ge=1)
     model: str | None = None
+    stream: bool = Field(default=False, description="answer text/event-stream with sample events")
 
 
 class Sample(BaseModel):
@@ -153,6 +159,39 @@ class GenerateResponse(BaseModel):
     num_valid: int
     num_distinct: int
     timing_ms: Timing
+
+
+class ProgressEvent(BaseModel):
+    """Stream event `progress`: after each supervision step of the request (at most one per step)."""
+
+    step: int  # supervision steps done by the request's most advanced rows
+    valid_trajectories: int  # trajectories whose current answer verifies
+    distinct_valid: int  # distinct valid answers seen so far
+    elapsed_ms: float  # since the request arrived
+
+
+class CandidateEvent(BaseModel):
+    """Stream event `candidate`: a distinct valid answer, the first time a trajectory reaches it."""
+
+    solution: Solution
+    valid: bool
+    violations: int
+    score: float
+    trajectory: int  # the trajectory that reached it first
+    step: int  # after this many supervision steps
+    elapsed_ms: float
+
+
+class SampleEvent(BaseModel):
+    """Stream event `sample` of /generate: a distinct valid sample, the first time one appears."""
+
+    sample: Solution
+    valid: bool
+    violations: int
+    score: float
+    trajectory: int
+    step: int
+    elapsed_ms: float
 
 
 class ModelInfo(BaseModel):
