@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import errors, logs
+from server import errors, logs, playground
 from server.batcher import Batcher
 from server.engine import Engine
 from server.metrics import Metrics
@@ -196,5 +196,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = Service(state)
     errors.install(app)
     app.include_router(router)
+    playground.install(app)
     app.add_middleware(RequestContext, state=state)
     return app
