@@ -41,8 +41,7 @@ sys.path.insert(0, str(ROOT))  # run from anywhere: the project is not installed
 from model.checkpoint import save  # noqa: E402
 from model.config import load_preset  # noqa: E402
 from model.network import GRAM  # noqa: E402
-from server.engine import Engine  # noqa: E402
-from server.prepare import Work  # noqa: E402
+from server.engine import Engine, Work  # noqa: E402
 from server.registry import Registry  # noqa: E402
 
 PUZZLE = "1.3.\n..1.\n.1..\n4..."  # a 4x4 Sudoku (the default model's task)
@@ -215,8 +214,9 @@ def raw_engine(checkpoint_dir: Path, model: str, rows: int, steps: int, duration
         state = engine.start(work, 0, rows)
         for _ in range(steps):
             (state,) = engine.step(model, [state], rows)
-        engine.finish(work, state)
-        engine.complete(work)
+        progress = engine.open(work)
+        engine.finish(progress, state)
+        engine.complete(progress)
         done += rows
     elapsed = time.monotonic() - t0
     return {"rows_per_batch": rows, "trajectories": done, "trajectories_per_s": done / elapsed}

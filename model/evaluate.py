@@ -20,8 +20,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import checkpoint, sampling
+from model import checkpoint, sampling, selection
 from model.config import MODES
 from model.network import GRAM
 from tasks import Task, get_task
 from tasks.data import completions, load_split
-from tasks.graph_coloring import COLOR0, GraphColoringTask, canonical_coloring
 
-SELECTIONS = ("verifier", "vote", "lprm")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -71,7 +68,6 @@ def data_key(directory: str | Path, task: Task) -> str:
 # ----------------------------------------------------------------------------- rollouts
 
 
-@torch.inference_mode()
 def rollout(
     model: GRAM,
     inputs: torch.Tensor,
@@ -83,118 +79,75 @@ def rollout(
     desc: str = "",
     advance: Callable[[GRAM, sampling.Rollout], sampling.Rollout] = sampling.advance,
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """R rows rolled once to max(steps), `batch` rows at a time; snapshot after each of `steps`.
+    """R rows through `sampling.rollout` to max(steps), `batch` rows at a time; a snapshot after
+    each of `steps`: {steps: (tokens (R, L_out) int64, LPRM values (R,))}.
 
-    Returns {steps: (tokens (R, L_out) int64, LPRM values (R,))}. A row's result depends only on
-    its (input, seed, trajectory), so a snapshot equals `sampling.solve` run for that many steps
-    (with `halt`, a row keeps the answer of the step where sigmoid(q_halt) first exceeded 0.5).
-    `advance` may be a torch.compile'd `sampling.advance` (same results up to float reassociation)."""
+    A row's result depends only on its (input, seed, trajectory), so a snapshot equals
+    `sampling.solve` run for that many steps. `advance` may be a torch.compile'd `sampling.advance`."""
     wanted = sorted(set(steps))
     R, device = len(inputs), next(model.parameters()).device
     out = {s: (np.empty((R, model.cfg.out_len), np.int64), np.empty(R, np.float32)) for s in wanted}
     with tqdm(total=R, desc=desc, unit="row", leave=False, dynamic_ncols=True) as bar:
         for lo in range(0, R, batch):
             rows = slice(lo, lo + batch)
-            r = sampling.start(model, inputs[rows].to(device), seeds[rows].to(device), traj[rows].to(device))
-            tokens, value = r.tokens.clone(), r.value.clone()
-            active = torch.ones(len(r), dtype=torch.bool, device=device)
-            for s in range(1, wanted[-1] + 1):
-                if active.any():
-                    r = advance(model, r)
-                    tokens[active], value[active] = r.tokens[active], r.value[active]
-                    if halt:
-                        active &= ~(r.q_halt > 0)
+            x, sd, tr = inputs[rows].to(device), seeds[rows].to(device), traj[rows].to(device)
+            for s, res in enumerate(sampling.rollout(model, x, sd, tr, wanted[-1], halt, advance), start=1):
                 if s in out:
-                    out[s][0][rows], out[s][1][rows] = tokens.cpu().numpy(), value.float().cpu().numpy()
-            bar.update(len(r))
+                    out[s][0][rows], out[s][1][rows] = (
+                        res.tokens.cpu().numpy(),
+                        res.value.float().cpu().numpy(),
+                    )
+            bar.update(len(x))
     return out
 
 
 # ----------------------------------------------------------------------------- metrics
 
 
-def candidate_keys(task: Task, tokens: np.ndarray) -> list[Hashable]:
-    """One hashable key per candidate (N, L_out); equal keys = the same solution. Graph colourings
-    are compared up to colour permutation (canonical form), as their solution index is."""
-    tokens = np.asarray(tokens, dtype=np.int64)
-    if isinstance(task, GraphColoringTask):
-        colours = (tokens >= COLOR0) & (tokens < COLOR0 + task.num_colors)
-        canon = canonical_coloring(tokens - COLOR0) + COLOR0
-        return [
-            ("canon", *c.tolist()) if ok.all() else ("raw", *t.tolist())
-            for t, c, ok in zip(tokens, canon, colours, strict=True)
-        ]
-    return [tuple(t.tolist()) for t in tokens]
-
-
-def select_verifier(violations: np.ndarray) -> int:
-    """The first candidate with the fewest violations (a valid one whenever any is valid)."""
-    return int(np.argmin(violations))
-
-
-def select_vote(keys: Sequence[Hashable]) -> int:
-    """The first occurrence of the most frequent candidate (ties: the earliest one to appear)."""
-    counts = Counter(keys)
-    best = max(counts.values())
-    return next(i for i, k in enumerate(keys) if counts[k] == best)
-
-
-def select_lprm(values: np.ndarray) -> int:
-    """The candidate with the highest LPRM value (ties: the earliest)."""
-    return int(np.argmax(values))
-
-
-def coverage(keys: Sequence[Hashable], valid: np.ndarray, total: int) -> float:
-    """Distinct valid solutions among the candidates / all valid completions of the input."""
-    found = {k for k, ok in zip(keys, valid, strict=True) if ok}
-    return len(found) / total if total else float("nan")
-
-
 @dataclass
 class Candidates:
-    """The N candidates of one input, verified once (widths are prefixes of them)."""
+    """The N trajectories of one input, verified once (widths are prefixes of them)."""
 
+    tokens: np.ndarray  # (N, L_out)
+    values: np.ndarray  # (N,) LPRM
     valid: np.ndarray  # (N,) bool
     violations: np.ndarray  # (N,) int: all violated constraints (0 iff valid)
+    score: np.ndarray  # (N,) the verifier's score
     conflicts: np.ndarray  # (N,) int: conflict edges for graph colouring, else all violations
     exact: np.ndarray  # (N,) bool: equal to the split's target
-    values: np.ndarray  # (N,) LPRM
-    keys: list[Hashable]
 
 
 def check_candidates(
     task: Task, instance: Any, tokens: np.ndarray, values: np.ndarray, target: np.ndarray | None
 ) -> Candidates:
-    """Verify the (N, L_out) candidates of one input once; `target` None = no exact-match target."""
+    """Verify the (N, L_out) trajectories of one input once; `target` None = no exact-match target."""
+    tokens = np.asarray(tokens, dtype=np.int64)
     verdict = task.verify(instance, tokens)
     conflicts = verdict.violations
     counts = getattr(task, "violation_counts", None)
     if counts is not None:
         conflicts = counts(instance, tokens).get("conflict_edges", conflicts)
     exact = (tokens == target).all(-1) if target is not None else np.zeros(len(tokens), bool)
-    keys = candidate_keys(task, tokens)
     return Candidates(
-        np.asarray(verdict.valid, bool), np.asarray(verdict.violations), np.asarray(conflicts), exact,
-        np.asarray(values), keys,
+        tokens, np.asarray(values), np.asarray(verdict.valid, bool), np.asarray(verdict.violations),
+        np.asarray(verdict.score), np.asarray(conflicts), exact,
     )  # fmt: skip
 
 
-def score(c: Candidates, width: int, total: int) -> dict[str, float]:
-    """Metrics of one input at width N: trajectory 0 ("at1"), each selection among the first N."""
-    valid, keys = c.valid[:width], c.keys[:width]
-    picks = {
-        "at1": 0,
-        "verifier": select_verifier(c.violations[:width]),
-        "vote": select_vote(keys),
-        "lprm": select_lprm(c.values[:width]),
-    }
+def metrics_at(task: Task, c: Candidates, width: int, total: int) -> dict[str, float]:
+    """Metrics of one input at width N: trajectory 0 ("at1") and the pick of each selection rule
+    (model/selection.py, as the server ranks) among the first N trajectories."""
+    n = slice(0, width)
+    groups = selection.group(task, c.tokens[n], c.values[n], c.valid[n], c.violations[n], c.score[n])
+    picks = {"at1": 0} | {rule: selection.rank(groups, rule)[0].first for rule in selection.RULES}
     out: dict[str, float] = {}
     for name, i in picks.items():
-        out[f"acc_{name}"] = float(valid[i])
+        out[f"acc_{name}"] = float(c.valid[i])
         out[f"exact_{name}"] = float(c.exact[i])
         out[f"conflicts_{name}"] = float(c.conflicts[i])
-    out["coverage"] = coverage(keys, valid, total)
-    out["distinct_valid"] = float(len({k for k, ok in zip(keys, valid, strict=True) if ok}))
+    distinct_valid = sum(g.valid for g in groups)
+    out["coverage"] = distinct_valid / total if total else float("nan")
+    out["distinct_valid"] = float(distinct_valid)
     return out
 
 
@@ -251,7 +204,7 @@ def evaluate_conditional(
         for b in range(M):
             c = check_candidates(task, instances[b], tokens[b], values[b], targets[b])
             for w in cfg.widths:
-                per_width[w].append(score(c, w, totals[b]))
+                per_width[w].append(metrics_at(task, c, w, totals[b]))
         for w in sorted(per_width):
             results.append({"width": w, "steps": steps, **mean_metrics(per_width[w])})
     return {
@@ -277,7 +230,7 @@ def evaluate_unconditional(model: GRAM, task: Task, cfg: Settings, desc: str = "
     for steps in sorted(snaps):
         tokens = snaps[steps][0]
         valid = np.asarray(task.verify(instance, tokens).valid, bool)
-        distinct = len({k for k, ok in zip(candidate_keys(task, tokens), valid, strict=True) if ok})
+        distinct = len({task.candidate_key(t) for t, ok in zip(tokens, valid, strict=True) if ok})
         results.append(
             {
                 "steps": steps,

@@ -3,12 +3,15 @@
 Receives token inputs (R, L) with a seed and trajectory index per row; hands on decoded tokens,
 LPRM values and halting steps per row. Every random draw comes from the Philox stream keyed on
 (seed, trajectory, counter), so a row's result does not depend on its batch or position. The
-server batches rows with `start` / `advance` (one supervision step at a time); `run_rows`,
-`solve` and `generate` are the whole-rollout conveniences. Knows nothing of tasks or HTTP.
+server batches rows with `start` / `advance` (one supervision step at a time); `rollout` is the
+one whole-rollout loop (evaluation reads it step by step); `run_rows`, `solve` and `generate` wrap
+it. Knows nothing of tasks or HTTP.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -126,7 +129,36 @@ class RowResult:
     halt_step: Tensor  # (R,) supervision steps run before the answer was taken
 
 
-@torch.inference_mode()
+@torch.inference_mode()  # wraps each resumption of the generator, not the caller's code
+def rollout(
+    model: GRAM,
+    inputs: Tensor,
+    seeds: Tensor,
+    traj: Tensor,
+    steps: int,
+    halt: bool = False,
+    step_fn: Callable[[GRAM, Rollout], Rollout] = advance,
+) -> Iterator[RowResult]:
+    """Roll R rows for `steps` supervision steps, yielding the answers after each step.
+
+    With `halt`, a row keeps the answer of the step where sigmoid(q_halt) first exceeded 0.5 (no
+    step runs once every row has halted). The yielded tensors are updated in place: copy what you
+    keep. `step_fn` may be a torch.compile'd `advance` (same results up to float reassociation)."""
+    r = start(model, inputs, seeds, traj)
+    tokens, value = r.tokens.clone(), r.value.clone()
+    halt_step = torch.full((len(r),), steps, dtype=torch.int64, device=inputs.device)
+    active = torch.ones(len(r), dtype=torch.bool, device=inputs.device)
+    for s in range(steps):
+        if active.any():
+            r = step_fn(model, r)
+            tokens[active], value[active] = r.tokens[active], r.value[active]
+            if halt:
+                stop = active & (r.q_halt > 0)
+                halt_step[stop] = s + 1
+                active &= ~stop
+        yield RowResult(tokens, value, halt_step)
+
+
 def run_rows(
     model: GRAM,
     inputs: Tensor,
@@ -136,20 +168,11 @@ def run_rows(
     halt: bool = False,
 ) -> RowResult:
     """Roll R rows for `steps` supervision steps; with `halt`, a row stops when sigmoid(q_halt) > 0.5."""
-    r = start(model, inputs, seeds, traj)
-    tokens, value = r.tokens.clone(), r.value.clone()
-    halt_step = torch.full((len(r),), steps, dtype=torch.int64, device=inputs.device)
-    active = torch.ones(len(r), dtype=torch.bool, device=inputs.device)
-    for s in range(steps):
-        r = advance(model, r)
-        tokens[active], value[active] = r.tokens[active], r.value[active]
-        if halt:
-            stop = active & (r.q_halt > 0)
-            halt_step[stop] = s + 1
-            active &= ~stop
-            if not active.any():
-                break
-    return RowResult(tokens, value, halt_step)
+    last = deque(rollout(model, inputs, seeds, traj, steps, halt), maxlen=1)
+    if not last:  # steps == 0: the state at step 0
+        r = start(model, inputs, seeds, traj)
+        return RowResult(r.tokens, r.value, torch.zeros(len(r), dtype=torch.int64, device=inputs.device))
+    return last[0]
 
 
 def expand(inputs: Tensor, width: int, seeds: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -14,8 +14,8 @@ from types import FrameType
 import uvicorn
 
 from server.app import create_app
-from server.service import AppState
 from server.settings import Settings
+from server.state import AppState
 
 
 class DrainingServer(uvicorn.Server):

@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server import errors, logs, playground
 from server.batcher import Batcher
 from server.engine import Engine
-from server.metrics import Metrics
+from server.metrics import Metrics, RequestLabels
 from server.registry import Registry, resolve_device
 from server.routes import router
-from server.service import AppState, Service
 from server.settings import Settings
+from server.state import AppState
 
 log = logging.getLogger("gram.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -104,14 +104,14 @@ class RequestContext:
     def _record(self, scope: Scope, status: int, arrived: float) -> None:
         elapsed = time.monotonic() - arrived
         path = scope.get("path", "")
-        labels = scope["state"].get("labels")
+        labels: RequestLabels | None = scope["state"].get("labels")
         endpoint = path.strip("/") if path in ("/solve", "/generate") else None
         if endpoint is not None:
-            task = labels[1] if labels else "unknown"
+            task = labels.task if labels else "unknown"
             self.state.metrics.requests.labels(endpoint=endpoint, task=task, status=str(status)).inc()
             if labels:
                 self.state.metrics.request_duration.labels(
-                    endpoint=endpoint, task=task, width=labels[2]
+                    endpoint=endpoint, task=task, width=labels.width
                 ).observe(elapsed)
         if path not in ("/metrics", "/healthz", "/readyz") or status >= 400:
             log.info(
@@ -193,7 +193,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gram = state
-    app.state.service = Service(state)
     errors.install(app)
     app.include_router(router)
     playground.install(app)

@@ -2,8 +2,10 @@
 
 Receives jobs (a request of width W = W rows of one checkpoint) from the event loop; hands each
 supervision step's rows to the engine on one worker thread and each job's result back to its
-coroutine. Rows join and leave at step boundaries; started rows keep their state when paused.
-Knows nothing of tensors or tasks; its refusals are ApiErrors (429 full, 503 draining, 504 late).
+coroutine (`run` returns it with the job's timing). A job's `progress` (the engine's per-request
+state) and its chunks' states can be read after every step (`on_step`). Rows join and leave at step
+boundaries; started rows keep their state when paused. Knows nothing of tensors or tasks; its
+refusals are ApiErrors (429 full, 503 draining, 504 late).
 """
 
 from __future__ import annotations
@@ -24,17 +26,20 @@ log = logging.getLogger("gram.server")
 
 
 class RowEngine(Protocol):
+    def open(self, work: Any) -> Any:
+        """The per-request state (`Job.progress`) that `finish` fills and `complete` reads."""
+
     def start(self, work: Any, first: int, count: int) -> Any:
         """State of trajectories first..first+count-1 of `work` at step 0."""
 
     def step(self, key: str, states: list[Any], bucket: int) -> list[Any]:
         """One supervision step for the rows of all `states` together (padded to `bucket`)."""
 
-    def finish(self, work: Any, state: Any) -> bool:
-        """Record rows that ran all their steps; True when `work` needs no more rows (early stop)."""
+    def finish(self, progress: Any, state: Any) -> bool:
+        """Record rows that ran all their steps; True when the job needs no more rows (early stop)."""
 
-    def complete(self, work: Any) -> Any:
-        """The result of `work` from its finished rows."""
+    def complete(self, progress: Any) -> Any:
+        """The result of the job from its finished rows."""
 
 
 class ClientGone(ApiError):
@@ -55,6 +60,7 @@ class Chunk:
 class Job:
     key: str  # checkpoint name: rows of one key share steps
     work: Any
+    progress: Any  # the engine's per-request state (RowEngine.open)
     rows: int
     steps: int
     admitted: float
@@ -66,6 +72,7 @@ class Job:
     finished: float | None = None
     closed: bool = False  # answered, cancelled or failed: no more work
     done_rows: int = 0
+    on_step: Callable[[Job], None] | None = None  # called on the worker thread after each step
 
     def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
         """Complete the future from any thread."""
@@ -179,19 +186,25 @@ class Batcher:
         *,
         deadline_s: float | None = None,
         disconnected: Callable[[], Awaitable[None]] | None = None,
+        on_step: Callable[[Job], None] | None = None,
     ) -> tuple[Any, JobTiming]:
-        """Admit `rows` rows, wait for the result; 429 when full, 504 past the deadline."""
+        """Admit `rows` rows, wait for the result; 429 when full, 504 past the deadline.
+
+        `on_step(job)` runs on the worker thread after every step that advanced some of the job's
+        rows (before finished rows are recorded); it must be quick and must not raise."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         job = Job(
             key,
             work,
+            self.engine.open(work),
             rows,
             steps,
             now,
             None if deadline_s is None else now + deadline_s,
             loop,
             loop.create_future(),
+            on_step=on_step,
         )
         job.chunks = [
             Chunk(job, first, min(self.chunk_rows, rows - first)) for first in range(0, rows, self.chunk_rows)
@@ -378,21 +391,26 @@ class Batcher:
         self._rate = rows / dt if self._rate <= 0 else 0.8 * self._rate + 0.2 * rows / max(dt, 1e-9)
 
         finished: list[Chunk] = []
+        stepped: dict[Job, None] = {}
         with self._cond:
             for c, state in zip(plan.chunks, states, strict=True):
                 if c.job.closed:
                     continue
                 c.state, c.steps_done = state, c.steps_done + 1
+                stepped[c.job] = None
                 if c.steps_done >= c.job.steps:
                     c.job.chunks.remove(c)
                     finished.append(c)
+        for job in stepped:
+            if job.on_step is not None:
+                job.on_step(job)
         for c in finished:
             self._finish(c)
         self._update_gauges()
 
     def _finish(self, chunk: Chunk) -> None:
         job = chunk.job
-        enough = self.engine.finish(job.work, chunk.state)
+        enough = self.engine.finish(job.progress, chunk.state)
         self.metrics.rows_processed.inc(chunk.rows)
         with self._cond:
             if job.closed:
@@ -407,7 +425,7 @@ class Batcher:
             self.metrics.cancelled_rows.labels(reason="early_stop").inc(dropped)
         job.finished = time.monotonic()
         try:
-            job.resolve(self.engine.complete(job.work))
+            job.resolve(self.engine.complete(job.progress))
         except Exception as err:
             log.exception("building a result failed")
             job.resolve(error=err)

@@ -1,91 +1,106 @@
-"""Engine: trajectories on the model, then decode, verify, dedupe and rank.
+"""Engine: trajectories on the model, then decode, verify, group and rank.
 
-Receives `Work` in row chunks from the batcher; hands on model states after each supervision step
-and, once a request's rows are done, its ranked candidates (solve) or samples (generate) as dicts
-shaped like the wire schemas. Noise is keyed on (seed, trajectory, step), so a row's result does
-not depend on its batch. Knows nothing of HTTP, queues or scheduling.
+Receives `Work` (one prepared request) and its rows in chunks from the batcher; keeps each request's
+`Progress` (per-trajectory answers and verdicts, readable after any step), hands on model states
+(`Rollout`) after each supervision step and, once a request's rows are done, a typed result:
+`SolveResult` (ranked candidates, model/selection.py) or `GenerateResult`. Noise is keyed on
+(seed, trajectory, step), so a row's result does not depend on its batch. Knows nothing of HTTP,
+queues or scheduling.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from model.graphs import StaticStep
 from model.sampling import Rollout, advance, blank_inputs, start
-from server.prepare import Work
+from model.selection import Candidate, group, rank
 from server.registry import LoadedModel, Registry
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE
 
 
+@dataclass(frozen=True)
+class Work:
+    """One prepared request: `rows` trajectories of `steps` steps on one input of one checkpoint."""
+
+    endpoint: Literal["solve", "generate"]
+    entry: LoadedModel
+    instance: Any  # the task's parsed instance (verification needs it)
+    inputs: np.ndarray  # (L,) int64 input tokens, shared by every trajectory
+    seed: int
+    rows: int  # width (solve) or count (generate)
+    steps: int
+    select: str = "verifier"
+    top_k: int = 1
+    stop_after_valid: int | None = None
+    deadline_ms: int | None = None
+
+
 @dataclass
-class Group:
-    """One distinct candidate (a decoded solution), the trajectories behind it and their verdict.
+class Progress:
+    """The engine's per-request state: what each trajectory answered, filled as rows finish."""
 
-    Every trajectory is checked by the task's exact verifier; token rows that decode alike are one
-    candidate."""
+    work: Work
+    tokens: np.ndarray = field(init=False, repr=False)  # (rows, out_len) decoded answer tokens
+    value: np.ndarray = field(init=False, repr=False)  # (rows,) LPRM value
+    done: np.ndarray = field(init=False, repr=False)  # (rows,) ran all steps
+    valid: np.ndarray = field(init=False, repr=False)  # (rows,) verifier verdicts
+    violations: np.ndarray = field(init=False, repr=False)
+    score: np.ndarray = field(init=False, repr=False)
 
-    solution: Any  # task-native, as returned
-    first: int  # lowest trajectory index (the final tie-break)
-    votes: int
-    lprm: float
+    def __post_init__(self) -> None:
+        rows, out_len = self.work.rows, self.work.entry.cfg.out_len
+        self.tokens = np.zeros((rows, out_len), dtype=np.int64)
+        self.value = np.zeros(rows, dtype=np.float64)
+        self.done = np.zeros(rows, dtype=bool)
+        self.valid = np.zeros(rows, dtype=bool)
+        self.violations = np.zeros(rows, dtype=np.int64)
+        self.score = np.zeros(rows, dtype=np.float64)
+
+    def candidates(self) -> list[Candidate]:
+        """The finished trajectories grouped up to the task's symmetry (unranked)."""
+        idx = np.flatnonzero(self.done)
+        return group(
+            self.work.entry.task,
+            self.tokens[idx],
+            self.value[idx],
+            self.valid[idx],
+            self.violations[idx],
+            self.score[idx],
+            index=idx,
+        )
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    candidates: list[Candidate]  # the best `top_k`, ranked by the request's rule
+    num_distinct: int
+    num_valid_trajectories: int
+    num_trajectories: int
+
+
+@dataclass(frozen=True)
+class Sample:
+    sample: Any  # task-native
     valid: bool
     violations: int
     score: float
 
 
-def group_candidates(work: Work) -> list[Group]:
-    """The finished trajectories of `work`, deduplicated by their decoded solution.
-
-    Token rows that decode to the same solution (they differ only where a token has no task-native
-    form, e.g. pad vs blank) are one candidate; it carries the worst verdict of its trajectories,
-    so it is reported valid only if every trajectory behind it was verified valid."""
-    idx = np.flatnonzero(work.done)
-    if len(idx) == 0:
-        return []
-    uniq, first, inverse = np.unique(work.tokens[idx], axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    task = work.entry.task
-    groups: dict[str, list[int]] = {}  # solution key -> unique token rows
-    solutions: dict[str, Any] = {}
-    for u in range(len(uniq)):
-        solution = task.decode(uniq[u])
-        key = json.dumps(solution, sort_keys=True)
-        groups.setdefault(key, []).append(u)
-        solutions[key] = solution
-    out = []
-    for key, members in groups.items():
-        rows = idx[np.isin(inverse, members)]
-        worst = rows[np.argmax(work.violations[rows])]
-        out.append(
-            Group(
-                solution=solutions[key],
-                first=int(min(idx[first[u]] for u in members)),
-                votes=len(rows),
-                lprm=float(work.value[rows].mean()),
-                valid=bool(work.valid[rows].all()),
-                violations=int(work.violations[worst]),
-                score=float(work.score[worst]),
-            )
-        )
-    return out
+@dataclass(frozen=True)
+class GenerateResult:
+    samples: list[Sample]
+    num_valid: int
+    num_distinct: int  # up to the task's symmetry
 
 
-def rank(groups: list[Group], rule: str) -> list[Group]:
-    """verifier: valid, fewer violations, votes, lprm; vote: votes, lprm; lprm: lprm, votes."""
-    if rule == "verifier":
-        return sorted(groups, key=lambda g: (not g.valid, g.violations, -g.votes, -g.lprm, g.first))
-    if rule == "vote":
-        return sorted(groups, key=lambda g: (-g.votes, -g.lprm, g.first))
-    if rule == "lprm":
-        return sorted(groups, key=lambda g: (-g.lprm, -g.votes, g.first))
-    raise ValueError(f"unknown selection rule {rule!r}")
+Result = SolveResult | GenerateResult
 
 
 class Engine:
@@ -107,7 +122,12 @@ class Engine:
     def _entry(self, key: str) -> LoadedModel:
         return self.registry.models[key]
 
+    def open(self, work: Work) -> Progress:
+        """The empty per-request state that `finish` fills and `complete` reads."""
+        return Progress(work)
+
     def start(self, work: Work, first: int, count: int) -> Rollout:
+        """Trajectories first..first+count-1 of `work` at step 0."""
         entry = work.entry
         inputs = torch.as_tensor(work.inputs, device=entry.device).expand(count, -1).contiguous()
         seeds = torch.full((count,), work.seed, dtype=torch.int64, device=entry.device)
@@ -123,9 +143,8 @@ class Engine:
             pad = self._pads[key]
             parts.append(pad.select(torch.arange(bucket - rows, device=pad.seeds.device)))
         batch = parts[0] if len(parts) == 1 else Rollout.cat(parts)
-        static = self._static_step(key, len(batch))
-        out = static(batch) if static is not None else advance(self._entry(key).model, batch)
-        if static is None and len(states) == 1 and bucket == rows:
+        out = self._model_step(key, batch)
+        if not self._captures(key) and len(states) == 1 and bucket == rows:
             return [out]
         result, offset = [], 0  # indexing copies rows out of a static step's buffers
         for n in sizes:
@@ -133,17 +152,25 @@ class Engine:
             offset += n
         return result
 
+    def _model_step(self, key: str, batch: Rollout) -> Rollout:
+        """The one place a supervision step runs on the model: a captured graph or `advance`."""
+        static = self._static_step(key, len(batch))
+        return static(batch) if static is not None else advance(self._entry(key).model, batch)
+
     def _static_step(self, key: str, rows: int) -> StaticStep | None:
         """The captured step of this (model, bucket) on CUDA with cuda_graphs, built on first use."""
-        entry = self._entry(key)
-        if not (self.cuda_graphs and entry.device.type == "cuda"):
+        if not self._captures(key):
             return None
+        entry = self._entry(key)
         if (key, rows) not in self._static:
             pad = self._pads[key]
             pool = self._pools.setdefault(key, torch.cuda.graph_pool_handle())
             template = pad.select(torch.arange(rows, device=pad.seeds.device))
             self._static[key, rows] = StaticStep(entry.model, template, capture=True, pool=pool)
         return self._static[key, rows]
+
+    def _captures(self, key: str) -> bool:
+        return self.cuda_graphs and self._entry(key).device.type == "cuda"
 
     @torch.inference_mode()
     def warm(self, key: str, bucket: int) -> None:
@@ -152,51 +179,43 @@ class Engine:
         pad = self._pads[key]
         self.step(key, [pad.select(torch.arange(bucket, device=pad.seeds.device))], bucket)
 
-    def finish(self, work: Work, state: Rollout) -> bool:
+    def finish(self, progress: Progress, state: Rollout) -> bool:
+        """Verify and record rows that ran all their steps; True when the request needs no more
+        rows (`stop_after_valid` distinct valid candidates found)."""
+        work = progress.work
         traj = state.traj.cpu().numpy()
         tokens = state.tokens.cpu().numpy().astype(np.int64)
         verdict = work.entry.task.verify(work.instance, tokens)
-        work.tokens[traj] = tokens
-        work.value[traj] = state.value.float().cpu().numpy()
-        work.valid[traj] = verdict.valid
-        work.violations[traj] = verdict.violations
-        work.score[traj] = verdict.score
-        work.done[traj] = True
+        progress.tokens[traj] = tokens
+        progress.value[traj] = state.value.float().cpu().numpy()
+        progress.valid[traj] = verdict.valid
+        progress.violations[traj] = verdict.violations
+        progress.score[traj] = verdict.score
+        progress.done[traj] = True
         if work.stop_after_valid is None:
             return False
-        valid_rows = work.tokens[work.done & work.valid]
-        return len(valid_rows) > 0 and len(np.unique(valid_rows, axis=0)) >= work.stop_after_valid
+        valid = [c for c in progress.candidates() if c.valid]
+        return len(valid) >= work.stop_after_valid
 
-    def complete(self, work: Work) -> dict[str, Any]:
-        task = work.entry.task
+    def complete(self, progress: Progress) -> Result:
+        """The request's result from its finished rows."""
+        work, p = progress.work, progress
+        candidates = p.candidates()
         if work.endpoint == "generate":
-            idx = np.flatnonzero(work.done)
+            idx = np.flatnonzero(p.done)
             samples = [
-                {
-                    "sample": task.decode(work.tokens[i]),
-                    "valid": bool(work.valid[i]),
-                    "violations": int(work.violations[i]),
-                    "score": float(work.score[i]),
-                }
+                Sample(
+                    work.entry.task.decode(p.tokens[i]),
+                    bool(p.valid[i]),
+                    int(p.violations[i]),
+                    float(p.score[i]),
+                )
                 for i in idx
             ]
-            distinct = len({json.dumps(s["sample"], sort_keys=True) for s in samples})
-            return {"samples": samples, "num_valid": int(work.valid[idx].sum()), "num_distinct": distinct}
-        groups = rank(group_candidates(work), work.select)
-        candidates = [
-            {
-                "solution": g.solution,
-                "valid": g.valid,
-                "violations": g.violations,
-                "score": g.score,
-                "votes": g.votes,
-                "lprm": g.lprm,
-            }
-            for g in groups[: work.top_k]
-        ]
-        return {
-            "candidates": candidates,
-            "num_distinct": len(groups),
-            "num_valid_trajectories": int((work.valid & work.done).sum()),
-            "num_trajectories": int(work.done.sum()),
-        }
+            return GenerateResult(samples, int(p.valid[idx].sum()), len(candidates))
+        return SolveResult(
+            candidates=rank(candidates, work.select)[: work.top_k],
+            num_distinct=len(candidates),
+            num_valid_trajectories=int((p.valid & p.done).sum()),
+            num_trajectories=int(p.done.sum()),
+        )

@@ -9,6 +9,7 @@ Knows nothing of HTTP frameworks or models.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -43,6 +44,16 @@ def power_buckets(largest: int) -> tuple[float, ...]:
 def width_label(width: int) -> str:
     """A requested width rounded up to a power of two (the low-cardinality `width` label)."""
     return str(1 << max(0, width - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class RequestLabels:
+    """The labels of one /solve or /generate request, set by the request module and read by the
+    middleware once the response is sent (as `request.state.labels`)."""
+
+    endpoint: str  # "solve" | "generate"
+    task: str
+    width: str  # width_label of the width (solve) or count (generate)
 
 
 RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)

@@ -1,7 +1,7 @@
 """HTTP routes: each validates its body (pydantic), calls the service and returns its answer.
 
-Receives HTTP requests; hands on wire responses (server/schemas.py) or raises ApiError. Routes
-hold no logic: preparation, batching and ranking live in service / prepare / batcher / engine.
+Receives HTTP requests; hands on wire responses (gram_client/schemas.py) or raises ApiError. Routes
+hold no logic: /solve and /generate go to server/request.py, then the batcher and the engine.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from gram_client.schemas import (
     SolveRequest,
     SolveResponse,
 )
+from server import request as requests
 from server.errors import ApiError
-from server.service import AppState, Service
+from server.state import AppState
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -45,11 +46,6 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-def service(request: Request) -> Service:
-    svc: Service = request.app.state.service
-    return svc
-
-
 def api_key(request: Request) -> None:
     """When GRAM_API_KEY is set: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
     expected = app_state(request).settings.api_key
@@ -68,13 +64,13 @@ protected = [Depends(api_key)]
 @router.post("/solve", response_model=SolveResponse, responses=_ERRORS, dependencies=protected)
 async def solve(body: SolveRequest, request: Request) -> SolveResponse:
     """Conditional sampling p(y|x): `width` trajectories for one puzzle, verified and ranked."""
-    return await service(request).solve(body, request)
+    return await requests.solve(app_state(request), body, request)
 
 
 @router.post("/generate", response_model=GenerateResponse, responses=_ERRORS, dependencies=protected)
 async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
     """Unconditional sampling p(x) from a generator checkpoint, every sample verified."""
-    return await service(request).generate(body, request)
+    return await requests.generate(app_state(request), body, request)
 
 
 @router.get("/models", response_model=ModelsResponse, responses=_ERRORS, dependencies=protected)

@@ -11,7 +11,9 @@ the first `out_len` content positions.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,13 @@ class Task(ABC):
         """(seq_len,) input tokens -> instance (inverse of encode_input); training/eval verify with it.
         Raises TaskError when the tokens are not a valid puzzle. Every task in tasks/ implements it."""
         raise NotImplementedError(f"{type(self).__name__}.decode_input")
+
+    def candidate_key(self, tokens: np.ndarray) -> Hashable:
+        """One (out_len,) candidate -> a key; equal keys = the same solution up to the task's symmetry.
+
+        Default: the decoded solution, so token rows that decode alike (pad vs blank) are one
+        candidate. Tasks with a symmetry (graph colouring: colour permutation) override it."""
+        return json.dumps(self.decode(tokens), sort_keys=True)
 
     def verify_one(self, instance: Any, tokens: np.ndarray) -> tuple[bool, int, float]:
         """One (out_len,) candidate -> (valid, violations, score); a convenience over `verify`."""

@@ -13,7 +13,7 @@ row-major (i < j), n(n-1)/2 tokens; output = one colour token per node, out_len 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,6 +264,13 @@ class GraphColoringTask(Task):
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         ok = (tokens >= COLOR0) & (tokens < COLOR0 + self.num_colors)
         return {"colors": np.where(ok, tokens - COLOR0, -1).tolist()}
+
+    def candidate_key(self, tokens: np.ndarray) -> Hashable:
+        """Colourings are equal up to colour permutation: colours relabelled by first appearance
+        (a node without a colour stays -1), so relabellings of one colouring share a key."""
+        relabel: dict[int, int] = {-1: -1}
+        colors = self.decode(tokens)["colors"]
+        return tuple(relabel.setdefault(c, len(relabel) - 1) for c in colors)
 
     # --- verification
     def max_violations(self, instance: GraphInstance) -> int:

@@ -24,6 +24,7 @@ QUEENS5 = ModelConfig(
 )  # fmt: skip
 SUDOKU4_GEN = dataclasses.replace(QUEENS5, task="sudoku", task_size=4, conditional=False, vocab_size=6, seq_len=16, out_len=16)  # fmt: skip
 A, B = [1, 3, 0, 2], [2, 0, 3, 1]  # the two 4-queens solutions, a column per row
+Q4 = NQueensTask(4)
 
 
 @pytest.fixture(autouse=True)
@@ -68,36 +69,36 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def queens_candidates(rows: list[list[int] | str], values: list[float] | None = None) -> evaluate.Candidates:
     """4-queens candidates on an empty board: a column list, or "bad" (all queens in column 0)."""
-    task = NQueensTask(4)
-    tokens = np.stack([task.cols_to_tokens([0, 0, 0, 0] if r == "bad" else r) for r in rows])
+    tokens = np.stack([Q4.cols_to_tokens([0, 0, 0, 0] if r == "bad" else r) for r in rows])
     values = values if values is not None else [0.5] * len(rows)
     return evaluate.check_candidates(
-        task, QueensInstance(4, ()), tokens, np.array(values), task.cols_to_tokens(A)
+        Q4, QueensInstance(4, ()), tokens, np.array(values), Q4.cols_to_tokens(A)
     )
 
 
 def test_coverage_counts_only_distinct_valid_solutions():
-    assert evaluate.score(queens_candidates([A, A, B, "bad"]), 4, total=2)["coverage"] == 1.0
-    m = evaluate.score(queens_candidates([A, A, "bad", A]), 4, total=2)
+    assert evaluate.metrics_at(Q4, queens_candidates([A, A, B, "bad"]), 4, total=2)["coverage"] == 1.0
+    m = evaluate.metrics_at(Q4, queens_candidates([A, A, "bad", A]), 4, total=2)
     assert m["coverage"] == 0.5 and m["distinct_valid"] == 1
-    assert evaluate.score(queens_candidates(["bad", "bad"]), 2, total=2)["coverage"] == 0.0
-    assert evaluate.score(queens_candidates([A, B]), 1, total=2)["coverage"] == 0.5  # width 1: a prefix
+    assert evaluate.metrics_at(Q4, queens_candidates(["bad", "bad"]), 2, total=2)["coverage"] == 0.0
+    assert (
+        evaluate.metrics_at(Q4, queens_candidates([A, B]), 1, total=2)["coverage"] == 0.5
+    )  # width 1: a prefix
 
 
 def test_selections_pick_what_they_should():
-    m = evaluate.score(queens_candidates(["bad", "bad", A], [0.1, 0.2, 0.9]), 3, total=2)
+    m = evaluate.metrics_at(Q4, queens_candidates(["bad", "bad", A], [0.1, 0.2, 0.9]), 3, total=2)
     assert m["acc_at1"] == 0.0  # trajectory 0 is invalid
     assert m["acc_verifier"] == 1.0  # any valid among N
     assert m["acc_vote"] == 0.0  # the most frequent candidate is the invalid one
     assert m["acc_lprm"] == 1.0  # the highest value is the valid one
     assert m["conflicts_at1"] > 0 and m["conflicts_verifier"] == 0 and m["conflicts_vote"] > 0
-    m = evaluate.score(queens_candidates([A, "bad", B, B], [0.3, 0.8, 0.1, 0.2]), 4, total=2)
+    m = evaluate.metrics_at(Q4, queens_candidates([A, "bad", B, B], [0.3, 0.8, 0.1, 0.2]), 4, total=2)
     assert (m["acc_at1"], m["acc_vote"], m["acc_lprm"]) == (1.0, 1.0, 0.0)
     assert (m["exact_at1"], m["exact_vote"]) == (1.0, 0.0)  # the target is A; the vote picked B
-    assert m["exact_verifier"] == 1.0  # verifier: the first valid one (A)
-    assert evaluate.select_vote(["x", "y", "y", "x"]) == 0  # tie: the earliest to appear
-    assert evaluate.select_lprm(np.array([0.2, 0.7, 0.7])) == 1
-    assert evaluate.select_verifier(np.array([3, 1, 0, 0])) == 2
+    assert m["exact_verifier"] == 0.0  # verifier: among the valid ones the most voted (B), as served
+    m = evaluate.metrics_at(Q4, queens_candidates([B, A], [0.5, 0.5]), 2, total=2)
+    assert m["exact_vote"] == 0.0 and m["exact_lprm"] == 0.0  # full ties: the lowest trajectory (B)
 
 
 def test_graph_colourings_are_the_same_solution_up_to_colour_permutation():
@@ -107,9 +108,9 @@ def test_graph_colourings_are_the_same_solution_up_to_colour_permutation():
     tokens = np.array([[0, 1, 0], [2, 0, 2], [1, 2, 1], [0, 0, 1]]) + COLOR0
     c = evaluate.check_candidates(task, path, tokens, np.zeros(4), None)
     assert c.conflicts.tolist() == [0, 0, 0, 1]  # conflict edges
-    m = evaluate.score(c, 4, total=2)
+    m = evaluate.metrics_at(task, c, 4, total=2)
     assert m["coverage"] == 0.5 and m["distinct_valid"] == 1
-    assert len(set(c.keys[:3])) == 1 and c.keys[3] != c.keys[0]
+    assert m["acc_vote"] == 1.0  # the three relabellings are one candidate with three votes
 
 
 # ----------------------------------------------------------------------------- rollouts and modes

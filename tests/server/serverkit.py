@@ -25,8 +25,8 @@ from model.checkpoint import save
 from model.config import ModelConfig
 from model.network import GRAM
 from server.app import create_app
-from server.service import AppState
 from server.settings import Settings
+from server.state import AppState
 from tasks import get_task
 
 # name -> (task, size, conditional, task keywords)

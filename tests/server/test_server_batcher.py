@@ -34,6 +34,9 @@ class FakeEngine:
     done: dict[str, list[int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def open(self, work: str) -> str:
+        return work  # the per-request state: the work's name keys `done`
+
     def start(self, work: str, first: int, count: int) -> Rows:
         return Rows(work, list(range(first, first + count)))
 
@@ -174,6 +177,30 @@ def test_oldest_jobs_first_and_every_job_served() -> None:
     order = [w for _, _, works in eng.steps for w in works]
     firsts = sorted({w: order.index(w) for w in order}.items(), key=lambda kv: kv[1])
     assert [w for w, _ in firsts] == [f"w{i}" for i in range(12)]
+
+
+def test_on_step_sees_each_step_of_its_job() -> None:
+    """The hook a progress stream needs: after every step, the job's state and its chunks' steps."""
+    eng = FakeEngine()
+    b = make(eng)
+    seen: list[tuple[str, list[int]]] = []
+
+    async def main() -> list[int]:
+        result, _ = await b.run(
+            "m",
+            "w",
+            8,
+            3,
+            on_step=lambda job: seen.append((job.progress, [c.steps_done for c in job.chunks])),
+        )
+        return list(result)
+
+    try:
+        assert asyncio.run(main()) == list(range(8))
+    finally:
+        b.close()
+    assert [p for p, _ in seen] == ["w"] * 3
+    assert [steps for _, steps in seen] == [[1, 1], [2, 2], []]  # finished chunks have left the job
 
 
 def test_two_models_share_the_worker() -> None:

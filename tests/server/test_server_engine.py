@@ -1,83 +1,35 @@
-"""The engine's pure parts and its batch invariance: dedupe by decoded solution, the three ranking
-rules, and a row's result unchanged by padding and by the other rows of its step."""
+"""The engine: a row's result unchanged by padding and by the other rows of its step; finished rows
+verified into the request's `Progress`, early stop, and the typed results (grouping and ranking
+themselves are tested in tests/model/test_selection.py)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 import torch
 from serverkit import make_checkpoint
 
 from model.sampling import run_rows
-from server.engine import Engine, Group, group_candidates, rank
-from server.prepare import Work
+from server.engine import Engine, GenerateResult, Progress, SolveResult, Work
 from server.registry import Registry
 from tasks import get_task
 
 SOLVED = "1234341221434321"  # a valid 4x4 grid
 
 
-def work_with(rows: list[str], values: list[float], puzzle: str = "1..." + "." * 12) -> Work:
+def sudoku_work(rows: int, endpoint: str = "solve", **kw: object) -> Work:
     task = get_task("sudoku", 4)
     entry = SimpleNamespace(task=task, cfg=SimpleNamespace(out_len=16))
-    instance = task.parse(puzzle)
-    w = Work("solve", entry, instance, task.encode_input(instance), 0, len(rows), 1)  # type: ignore[arg-type]
-    tokens = np.stack([task.encode_target(r) for r in rows])
-    verdict = task.verify(instance, tokens)
-    w.tokens[:], w.value[:], w.done[:] = tokens, values, True
-    w.valid[:], w.violations[:], w.score[:] = verdict.valid, verdict.violations, verdict.score
-    return w
+    instance = task.parse("1..." + "." * 12)
+    return Work(endpoint, entry, instance, task.encode_input(instance), 0, rows, 1, **kw)  # type: ignore[arg-type]
 
 
-def test_group_votes_and_mean_lprm() -> None:
-    bad = "1111111111111111"
-    w = work_with([SOLVED, bad, SOLVED, bad, bad], [0.9, 0.1, 0.7, 0.2, 0.3])
-    groups = {g.solution: g for g in group_candidates(w)}
-    assert set(groups) == {SOLVED, bad}
-    assert groups[SOLVED].votes == 2 and groups[SOLVED].lprm == pytest.approx(0.8) and groups[SOLVED].valid
-    assert groups[bad].votes == 3 and groups[bad].lprm == pytest.approx(0.2) and not groups[bad].valid
-    assert groups[SOLVED].first == 0 and groups[bad].first == 1
-
-
-def test_tokens_that_decode_alike_are_one_candidate_with_the_worst_verdict() -> None:
-    w = work_with([SOLVED, SOLVED], [0.5, 0.5])
-    w.tokens[1, 5] = 0  # pad where a digit was: decodes to '.', like a blank would
-    w.tokens[0, 5] = 1
-    w.valid[:] = False
-    w.violations[:] = [1, 2]
-    (group,) = group_candidates(w)
-    assert group.votes == 2 and group.violations == 2 and not group.valid
-
-
-def test_only_finished_rows_count() -> None:
-    w = work_with([SOLVED, "1111111111111111"], [0.5, 0.5])
-    w.done[1] = False
-    assert [g.solution for g in group_candidates(w)] == [SOLVED]
-
-
-def g(name: str, valid: bool, violations: int, votes: int, lprm: float, first: int = 0) -> Group:
-    return Group(name, first, votes, lprm, valid, violations, 1.0 if valid else 0.5)
-
-
-def test_ranking_rules() -> None:
-    groups = [
-        g("many-votes-invalid", False, 1, 9, 0.9, 0),
-        g("valid-few-votes", True, 0, 1, 0.1, 1),
-        g("valid-more-votes", True, 0, 3, 0.2, 2),
-        g("invalid-fewer-violations", False, 0, 1, 0.95, 3),
-        g("top-lprm", False, 5, 2, 0.99, 4),
-    ]
-    by = {rule: [x.solution for x in rank(groups, rule)] for rule in ("verifier", "vote", "lprm")}
-    assert by["verifier"][:2] == ["valid-more-votes", "valid-few-votes"]
-    assert by["verifier"][2] == "invalid-fewer-violations"
-    assert by["vote"][0] == "many-votes-invalid" and by["vote"][1] == "valid-more-votes"
-    assert by["lprm"][0] == "top-lprm" and by["lprm"][-1] == "valid-few-votes"
-    ties = [g("b", True, 0, 1, 0.5, 7), g("a", True, 0, 1, 0.5, 3)]
-    assert [x.solution for x in rank(ties, "vote")] == ["a", "b"]  # then the lowest trajectory index
-    with pytest.raises(ValueError):
-        rank(groups, "best")
+def finished(traj: list[int], grids: list[str]) -> SimpleNamespace:
+    """Rows that ran all their steps, as the engine's `finish` reads them."""
+    task = get_task("sudoku", 4)
+    tokens = torch.as_tensor(np.stack([task.encode_target(g) for g in grids]))
+    return SimpleNamespace(traj=torch.tensor(traj), tokens=tokens, value=torch.full((len(traj),), 0.5))
 
 
 def test_engine_steps_are_batch_invariant(tmp_path) -> None:
@@ -101,19 +53,28 @@ def test_engine_steps_are_batch_invariant(tmp_path) -> None:
 
 
 def test_finish_verifies_rows_and_asks_for_an_early_stop() -> None:
-    w = work_with(["1111111111111111"] * 4, [0.0] * 4)
-    w.done[:] = False
-    w.stop_after_valid = 2
-    task = w.entry.task
     engine = Engine(Registry(), max_batch_rows=4)
-
-    def rows(traj: list[int], grids: list[str]) -> SimpleNamespace:
-        tokens = torch.as_tensor(np.stack([task.encode_target(g) for g in grids]))
-        return SimpleNamespace(traj=torch.tensor(traj), tokens=tokens, value=torch.full((len(traj),), 0.5))
-
-    assert engine.finish(w, rows([2], [SOLVED])) is False  # one distinct valid candidate of two
-    assert w.done.tolist() == [False, False, True, False] and w.valid[2] and w.violations[2] == 0
+    progress = engine.open(sudoku_work(4, stop_after_valid=2))
+    assert isinstance(progress, Progress)
+    assert engine.finish(progress, finished([2], [SOLVED])) is False  # one distinct valid candidate of two
+    assert progress.done.tolist() == [False, False, True, False]
+    assert progress.valid[2] and progress.violations[2] == 0
     other = "1243341221344321"  # a second valid grid with the same given
-    assert task.verify_one(w.instance, task.encode_target(other))[0]
-    assert engine.finish(w, rows([0, 3], ["1111111111111111", other])) is True
-    assert not w.valid[0] and w.violations[0] > 0
+    assert engine.finish(progress, finished([0, 3], ["1111111111111111", other])) is True
+    assert not progress.valid[0] and progress.violations[0] > 0
+
+
+def test_results_are_typed_and_ranked() -> None:
+    engine = Engine(Registry(), max_batch_rows=4)
+    progress = engine.open(sudoku_work(4, select="vote", top_k=5))
+    engine.finish(progress, finished([0, 1, 2], [SOLVED, "1111111111111111", "1111111111111111"]))
+    result = engine.complete(progress)  # trajectory 3 never finished (e.g. an early stop)
+    assert isinstance(result, SolveResult)
+    assert [c.votes for c in result.candidates] == [2, 1] and result.candidates[1].solution == SOLVED
+    assert (result.num_distinct, result.num_valid_trajectories, result.num_trajectories) == (2, 1, 3)
+    progress = engine.open(sudoku_work(2, endpoint="generate"))
+    engine.finish(progress, finished([0, 1], [SOLVED, SOLVED]))
+    samples = engine.complete(progress)
+    assert isinstance(samples, GenerateResult)
+    assert (len(samples.samples), samples.num_valid, samples.num_distinct) == (2, 2, 1)
+    assert samples.samples[0].sample == SOLVED and samples.samples[0].score == 1.0

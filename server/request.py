@@ -1,9 +1,10 @@
-"""Request preparation: a validated wire request -> `Work` (checkpoint, parsed instance, input tokens).
+"""The request path between routes and batcher: prepare, admit, answer, count.
 
-Receives a SolveRequest / GenerateRequest and the settings; checks the caps, picks the checkpoint
-(sudoku size from the puzzle's length, nqueens `n`, graph colouring `num_nodes` and `num_colors`,
-or the named `model`) and parses the puzzle with the task's own parser. Hands on `Work`, or an
-ApiError 422 naming the field. Knows nothing of batching or tensors.
+Receives a validated wire request (and the Starlette request, for its arrival time and to watch
+for a disconnect); checks readiness and the caps, picks the checkpoint and parses the puzzle with
+the task's parser (-> `Work`, or an ApiError 422 naming the field), runs the work through the
+batcher, turns the engine's typed result into the wire response and records the request's metrics.
+Knows nothing of tensors or of how rows are scheduled.
 """
 
 from __future__ import annotations
@@ -11,15 +12,27 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from dataclasses import dataclass, field
+import time
 from typing import Any
 
 import numpy as np
+from starlette.requests import Request
 
-from gram_client.schemas import GenerateRequest, SolveRequest
+from gram_client.schemas import (
+    Candidate,
+    GenerateRequest,
+    GenerateResponse,
+    Sample,
+    SolveRequest,
+    SolveResponse,
+    Timing,
+)
+from server.engine import GenerateResult, Result, SolveResult, Work
 from server.errors import ApiError
+from server.metrics import RequestLabels, width_label
 from server.registry import LoadedModel, Registry
 from server.settings import Settings
+from server.state import AppState
 from tasks.base import TaskError
 
 log = logging.getLogger("gram.server")
@@ -27,36 +40,7 @@ log = logging.getLogger("gram.server")
 SUDOKU_SIZES = (4, 6, 9)
 
 
-@dataclass
-class Work:
-    """What one request asks the engine to do: `rows` trajectories of `steps` steps on one input."""
-
-    endpoint: str  # "solve" | "generate"
-    entry: LoadedModel
-    instance: Any
-    inputs: np.ndarray  # (L,) int64 input tokens, shared by every trajectory
-    seed: int
-    rows: int  # width (solve) or count (generate)
-    steps: int
-    select: str = "verifier"
-    top_k: int = 1
-    stop_after_valid: int | None = None
-    deadline_ms: int | None = None
-    # per trajectory, filled by the engine as rows finish
-    tokens: np.ndarray = field(init=False, repr=False)  # (rows, out_len) decoded answer tokens
-    value: np.ndarray = field(init=False, repr=False)  # (rows,) LPRM value
-    done: np.ndarray = field(init=False, repr=False)  # (rows,) ran all steps
-    valid: np.ndarray = field(init=False, repr=False)  # (rows,) verifier verdicts
-    violations: np.ndarray = field(init=False, repr=False)
-    score: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.tokens = np.zeros((self.rows, self.entry.cfg.out_len), dtype=np.int64)
-        self.value = np.zeros(self.rows, dtype=np.float64)
-        self.done = np.zeros(self.rows, dtype=bool)
-        self.valid = np.zeros(self.rows, dtype=bool)
-        self.violations = np.zeros(self.rows, dtype=np.int64)
-        self.score = np.zeros(self.rows, dtype=np.float64)
+# ----------------------------------------------------------------------------- preparing a request
 
 
 def _cap(value: int, cap: int, name: str, setting: str) -> None:
@@ -123,6 +107,7 @@ def _parse(entry: LoadedModel, puzzle: Any) -> Any:
 
 
 def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> Work:
+    """Caps, the checkpoint and the parsed puzzle of a /solve request; ApiError 422 naming the field."""
     _cap(req.width, settings.max_width, "width", "max_width")
     _cap(req.steps, settings.max_steps, "steps", "max_steps")
     _cap(req.top_k, settings.max_top_k, "top_k", "max_top_k")
@@ -150,6 +135,7 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
 
 
 def prepare_generate(req: GenerateRequest, registry: Registry, settings: Settings) -> Work:
+    """Caps and the generator checkpoint of a /generate request."""
     _cap(req.count, settings.max_count, "count", "max_count")
     _cap(req.steps, settings.max_steps, "steps", "max_steps")
     if req.deadline_ms is not None:
@@ -168,4 +154,96 @@ def prepare_generate(req: GenerateRequest, registry: Registry, settings: Setting
         rows=req.count,
         steps=req.steps,
         deadline_ms=req.deadline_ms,
+    )
+
+
+# ----------------------------------------------------------------------------- running a request
+
+
+async def _watch_disconnect(request: Request) -> None:
+    """Return when the client goes away (the body is read by now, so receive() waits for that)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _check_ready(state: AppState) -> None:
+    if not state.ready:
+        state.metrics.rejected.labels(reason="draining" if state.draining else "not_ready").inc()
+        raise state.not_ready()
+
+
+async def run(state: AppState, work: Work, request: Request) -> tuple[Result, Timing]:
+    """Admit `work` to the batcher and wait for the engine's result (429 / 503 / 504 / 499)."""
+    assert state.batcher is not None  # ready
+    m = state.metrics
+    m.request_width.labels(endpoint=work.endpoint).observe(work.rows)
+    result, timing = await state.batcher.run(
+        work.entry.name,
+        work,
+        work.rows,
+        work.steps,
+        deadline_s=None if work.deadline_ms is None else work.deadline_ms / 1000,
+        disconnected=lambda: _watch_disconnect(request),
+    )
+    m.queue_wait.labels(endpoint=work.endpoint, width=width_label(work.rows)).observe(timing.queue_s)
+    arrived = getattr(request.state, "arrived", time.monotonic())
+    total = (time.monotonic() - arrived) * 1000
+    return result, Timing(queue=timing.queue_s * 1000, compute=timing.compute_s * 1000, total=total)
+
+
+async def solve(state: AppState, req: SolveRequest, request: Request) -> SolveResponse:
+    request.state.labels = RequestLabels("solve", req.task, width_label(req.width))
+    _check_ready(state)
+    work = prepare_solve(req, state.registry, state.settings)
+    result, timing = await run(state, work, request)
+    assert isinstance(result, SolveResult)
+    if result.num_trajectories:
+        state.metrics.valid_ratio.observe(result.num_valid_trajectories / result.num_trajectories)
+    state.metrics.distinct.observe(result.num_distinct)
+    return SolveResponse(
+        task=req.task,
+        model=work.entry.name,
+        seed=work.seed,
+        width=req.width,
+        steps=req.steps,
+        candidates=[
+            Candidate(
+                solution=c.solution,
+                valid=c.valid,
+                violations=c.violations,
+                score=c.score,
+                votes=c.votes,
+                lprm=c.lprm,
+            )
+            for c in result.candidates
+        ],
+        num_distinct=result.num_distinct,
+        num_valid_trajectories=result.num_valid_trajectories,
+        num_trajectories=result.num_trajectories,
+        timing_ms=timing,
+    )
+
+
+async def generate(state: AppState, req: GenerateRequest, request: Request) -> GenerateResponse:
+    request.state.labels = RequestLabels("generate", req.task, width_label(req.count))
+    _check_ready(state)
+    work = prepare_generate(req, state.registry, state.settings)
+    result, timing = await run(state, work, request)
+    assert isinstance(result, GenerateResult)
+    if result.samples:
+        state.metrics.valid_ratio.observe(result.num_valid / len(result.samples))
+    state.metrics.distinct.observe(result.num_distinct)
+    return GenerateResponse(
+        task=req.task,
+        model=work.entry.name,
+        seed=work.seed,
+        samples=[
+            Sample(sample=s.sample, valid=s.valid, violations=s.violations, score=s.score)
+            for s in result.samples
+        ],
+        num_valid=result.num_valid,
+        num_distinct=result.num_distinct,
+        timing_ms=timing,
     )
