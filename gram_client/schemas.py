@@ -164,7 +164,7 @@ class GenerateResponse(BaseModel):
 class ProgressEvent(BaseModel):
     """Stream event `progress`: after each supervision step of the request (at most one per step)."""
 
-    step: int  # supervision steps done by the request's most advanced rows
+    step: int  # supervision steps done, averaged over the request's trajectories (rounded down)
     valid_trajectories: int  # trajectories whose current answer verifies
     distinct_valid: int  # distinct valid answers seen so far
     elapsed_ms: float  # since the request arrived

@@ -1,7 +1,8 @@
 """HTTP routes: each validates its body (pydantic), calls the service and returns its answer.
 
 Receives HTTP requests; hands on wire responses (gram_client/schemas.py) or raises ApiError. Routes
-hold no logic: /solve and /generate go to server/request.py, then the batcher and the engine.
+hold no logic: /solve and /generate go to server/request.py (streamed: server/stream.py), then the
+batcher and the engine.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
 
 from gram_client.schemas import (
     ErrorResponse,
@@ -23,6 +25,7 @@ from gram_client.schemas import (
     SolveResponse,
 )
 from server import request as requests
+from server import stream
 from server.errors import ApiError
 from server.state import AppState
 
@@ -61,15 +64,35 @@ router = APIRouter()
 protected = [Depends(api_key)]
 
 
-@router.post("/solve", response_model=SolveResponse, responses=_ERRORS, dependencies=protected)
-async def solve(body: SolveRequest, request: Request) -> SolveResponse:
+def _streamed(events: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer in both media types: the JSON response, or Server-Sent Events."""
+    text = f'`"stream": true` (or Accept: text/event-stream): Server-Sent Events {events}'
+    return {200: {"content": {stream.MEDIA_TYPE: {"schema": {"type": "string"}}}, "description": text}}
+
+
+@router.post(
+    "/solve",
+    response_model=SolveResponse,
+    responses={**_ERRORS, **_streamed("progress, candidate, then done (this response) or error")},
+    dependencies=protected,
+)
+async def solve(body: SolveRequest, request: Request) -> SolveResponse | StreamingResponse:
     """Conditional sampling p(y|x): `width` trajectories for one puzzle, verified and ranked."""
+    if stream.wants_stream(body.stream, request):
+        return await stream.solve(app_state(request), body, request)
     return await requests.solve(app_state(request), body, request)
 
 
-@router.post("/generate", response_model=GenerateResponse, responses=_ERRORS, dependencies=protected)
-async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses={**_ERRORS, **_streamed("progress, sample, then done (this response) or error")},
+    dependencies=protected,
+)
+async def generate(body: GenerateRequest, request: Request) -> GenerateResponse | StreamingResponse:
     """Unconditional sampling p(x) from a generator checkpoint, every sample verified."""
+    if stream.wants_stream(body.stream, request):
+        return await stream.generate(app_state(request), body, request)
     return await requests.generate(app_state(request), body, request)
 
 
