@@ -1,6 +1,7 @@
 """The client as a distribution of its own: build the `gram-serve-client` wheel from gram_client/,
 install it into a fresh virtualenv with nothing else but its dependencies (no torch, no server, no
-repository on the path) and run its console command `gram-client` against a live server.
+repository on the path) and run its console command `gram-client` against a live server (plain
+and `--stream`).
 
 Offline: the wheel is built with `--no-build-isolation` (setuptools from the test's venv), and the
 dependencies come from a local wheelhouse (`GRAM_WHEELHOUSE`, default `.whl/`); when it lacks
@@ -114,6 +115,30 @@ def test_client_installs_alone_and_its_command_solves(live: ServerProcess, tmp_p
     assert solved.returncode == 0, solved.stderr
     assert "sudoku · model sudoku-4 · seed 3 · width 4 · steps 2" in solved.stdout
     assert "candidate 1/" in solved.stdout
+
+    streamed = _run(
+        [
+            gram,
+            "--url",
+            live.url,
+            "solve",
+            "sudoku",
+            PUZZLES["sudoku-4"],
+            "--stream",
+            "--width",
+            "4",
+            "--steps",
+            "3",
+        ],
+        tmp_path,
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert [line.split()[1] for line in streamed.stderr.splitlines() if line.startswith("step ")] == [
+        "1/3",
+        "2/3",
+        "3/3",
+    ]
+    assert "trajectories valid" in streamed.stdout
 
     models = _run([gram, "--url", live.url, "--json", "models"], tmp_path)
     assert models.returncode == 0, models.stderr
