@@ -103,13 +103,31 @@ class Timing(BaseModel):
     total: float  # ms from the request's arrival to its answer
 
 
+SCORE = (
+    "the fraction of the task's constraints that hold, in [0, 1]; 1.0 iff valid. sudoku: cells that "
+    "hold a digit (the given one where there is a given) repeated nowhere in their row, column or box, "
+    "of n*n. graph_coloring: one constraint per node (it has a colour) and per edge (both ends "
+    "coloured, differently). nqueens: a row is right when it holds exactly one queen (the given one "
+    "where there is a given) that no other queen attacks; the constraints are the pairs of rows, a "
+    "pair holding when both rows are right, so r of n right rows score r(r-1)/(n(n-1)). A blank cell, "
+    "an uncoloured node or a missing queen fails its constraints."
+)
+VIOLATIONS = (
+    "what is wrong, 0 iff valid. sudoku: repeated digits + cells without a digit + changed givens; "
+    "graph_coloring: edges with both ends the same colour + nodes without a colour; nqueens: rows "
+    "that are not right (see score)"
+)
+
+
 class Candidate(BaseModel):
     solution: Solution
     valid: bool
-    violations: int
-    score: float  # verifier score in [0, 1]; 1.0 = all constraints hold
-    votes: int  # trajectories that produced this exact candidate
-    lprm: float  # LPRM value, mean over its trajectories
+    violations: int = Field(ge=0, description=VIOLATIONS)
+    score: float = Field(ge=0, le=1, description=SCORE)
+    votes: int = Field(
+        ge=1, description="trajectories behind this candidate (equal up to the task's symmetry)"
+    )
+    lprm: float = Field(description="LPRM value, mean over its trajectories")
 
 
 class SolveResponse(BaseModel):
@@ -119,7 +137,7 @@ class SolveResponse(BaseModel):
     width: int
     steps: int
     candidates: list[Candidate]
-    num_distinct: int
+    num_distinct: int = Field(description="distinct candidates, up to the task's symmetry")
     num_valid_trajectories: int
     num_trajectories: int  # trajectories run to the end (< width after stop_after_valid)
     timing_ms: Timing
@@ -147,8 +165,8 @@ class GenerateRequest(_Strict):
 class Sample(BaseModel):
     sample: Solution
     valid: bool
-    violations: int
-    score: float
+    violations: int = Field(ge=0, description=VIOLATIONS)
+    score: float = Field(ge=0, le=1, description=SCORE)
 
 
 class GenerateResponse(BaseModel):

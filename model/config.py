@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from tasks import Task, model_task
+
 MODES = ("gram", "deterministic", "zero_mean", "mean_only", "sampled_decoder", "random_z0")
 MIXERS = ("attn", "mlp")
 POS_ENCODINGS = ("rope", "learned")
@@ -24,6 +26,7 @@ class ModelConfig:
     task: str = "sudoku"
     task_size: int = 4
     conditional: bool = True  # False: an unconditional generator of p(x) (input = blank board)
+    num_colors: int = 3  # colouring tasks only: colours, part of the vocabulary (see `task_of`)
     vocab_size: int = 6
     seq_len: int = 16  # L input tokens
     out_len: int = 16  # decoded from the first out_len content positions of h
@@ -68,6 +71,11 @@ class ModelConfig:
     @property
     def seq_total(self) -> int:
         return self.puzzle_tokens + self.seq_len
+
+
+def task_of(cfg: ModelConfig) -> Task:
+    """The task this model reads and writes (its vocab_size, seq_len and out_len come from it)."""
+    return model_task(cfg.task, cfg.task_size, cfg.num_colors)
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ import torch
 from tqdm import tqdm
 
 from model import checkpoint, sampling, selection
-from model.config import MODES
+from model.config import MODES, task_of
 from model.network import GRAM
-from tasks import Task, get_task
+from tasks import Task
 from tasks.data import completions, load_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     splits: dict[str, dict[str, np.ndarray]] = {}
     for path, trained_mode, model in jobs:
         mc = model.cfg
-        task = get_task(mc.task, mc.task_size)
+        task = task_of(mc)
         run: dict[str, Any] = {"checkpoint": str(path), "mode": mc.mode, "trained_mode": trained_mode}
         run.update(
             task=task.key, conditional=mc.conditional, parameters=sum(p.numel() for p in model.parameters())

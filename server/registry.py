@@ -16,15 +16,12 @@ from typing import Any
 import torch
 
 from model.checkpoint import is_checkpoint, load
-from model.config import ModelConfig, to_dict
+from model.config import ModelConfig, task_of, to_dict
 from model.network import GRAM
 from server.errors import ApiError
-from tasks import get_task
 from tasks.base import Task
 
 log = logging.getLogger("gram.server")
-
-COLOR_TOKEN0 = 3  # graph colouring: tokens 3.. are colours, so vocab_size = 3 + num_colors
 
 
 @dataclass
@@ -47,7 +44,7 @@ class LoadedModel:
 
     @property
     def num_colors(self) -> int | None:
-        return getattr(self.task, "num_colors", None) if self.cfg.task == "graph_coloring" else None
+        return self.task.num_colors
 
     @property
     def parameters(self) -> int:
@@ -79,14 +76,6 @@ class LoadedModel:
         }
 
 
-def task_for(cfg: ModelConfig, card: dict[str, Any]) -> Task:
-    """The task a checkpoint was trained on; graph colouring reads its colour count from the vocabulary."""
-    if cfg.task == "graph_coloring":
-        colors = int(card.get("num_colors", cfg.vocab_size - COLOR_TOKEN0))
-        return get_task(cfg.task, cfg.task_size, num_colors=colors)
-    return get_task(cfg.task, cfg.task_size)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,7 +96,7 @@ class Registry:
                 continue
             try:
                 model, card = load(path, device)
-                task = task_for(model.cfg, card)
+                task = task_of(model.cfg)
                 if (task.seq_len, task.out_len, task.vocab_size) != (
                     model.cfg.seq_len,
                     model.cfg.out_len,

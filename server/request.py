@@ -11,7 +11,6 @@ Knows nothing of tensors or of how rows are scheduled.
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import time
 from typing import Any
@@ -35,12 +34,10 @@ from server.metrics import RequestLabels, width_label
 from server.registry import LoadedModel, Registry
 from server.settings import Settings
 from server.state import AppState
+from tasks import puzzle_size
 from tasks.base import TaskError
 
 log = logging.getLogger("gram.server")
-
-SUDOKU_SIZES = (4, 6, 9)
-
 
 # ----------------------------------------------------------------------------- preparing a request
 
@@ -54,53 +51,22 @@ def _seed(seed: int | None) -> int:
     return seed if seed is not None else secrets.randbelow(2**31)
 
 
-def puzzle_size(task: str, puzzle: Any) -> tuple[int, int | None]:
-    """(size, num_colors or None) read from a task-native puzzle, before the task parses it."""
-    if task == "sudoku":
-        if isinstance(puzzle, str):
-            cells = len("".join(puzzle.split()))
-            n = math.isqrt(cells)
-            if n * n != cells or n not in SUDOKU_SIZES:
-                raise ApiError(
-                    422,
-                    f"a Sudoku string has 16, 36 or 81 cells (4x4, 6x6, 9x9; whitespace ignored), got {cells}",
-                    field="puzzle",
-                )
-            return n, None
-        if isinstance(puzzle, list):
-            if len(puzzle) not in SUDOKU_SIZES:
-                raise ApiError(422, f"a Sudoku grid has 4, 6 or 9 rows, got {len(puzzle)}", field="puzzle")
-            return len(puzzle), None
-        raise ApiError(
-            422, "a Sudoku puzzle is a string of n*n cells or a list of n lists of n ints", field="puzzle"
-        )
-    if not isinstance(puzzle, dict):
-        shape = (
-            '{"n": int, "queens": [[row, col], ...]}'
-            if task == "nqueens"
-            else ('{"num_nodes": int, "edges": [[u, v], ...], "num_colors": int}')
-        )
-        raise ApiError(422, f"a {task} puzzle is an object {shape}", field="puzzle")
-    key = "n" if task == "nqueens" else "num_nodes"
-    size = puzzle.get(key)
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise ApiError(422, f"puzzle.{key} must be an int, got {size!r:.40}", field=f"puzzle.{key}")
-    if task == "nqueens":
-        return size, None
-    colors = puzzle.get("num_colors", 3)
-    if isinstance(colors, bool) or not isinstance(colors, int):
-        raise ApiError(
-            422, f"puzzle.num_colors must be an int, got {colors!r:.40}", field="puzzle.num_colors"
-        )
-    return size, colors
+def _puzzle_size(task: str, puzzle: Any) -> tuple[int, int | None]:
+    try:
+        return puzzle_size(task, puzzle)
+    except TaskError as err:
+        raise ApiError(422, err.message, field=_field(err)) from err
+
+
+def _field(err: TaskError) -> str:
+    return "puzzle" if err.field in (None, "puzzle") else f"puzzle.{err.field}"
 
 
 def _parse(entry: LoadedModel, puzzle: Any) -> Any:
     try:
         return entry.task.parse(puzzle)
     except TaskError as err:
-        field = "puzzle" if err.field in (None, "puzzle") else f"puzzle.{err.field}"
-        raise ApiError(422, err.message, type="invalid_puzzle", field=field) from err
+        raise ApiError(422, err.message, type="invalid_puzzle", field=_field(err)) from err
     except (TypeError, ValueError, KeyError, IndexError, OverflowError) as err:  # a parser's blind spot
         log.warning("puzzle parser raised", extra={"task": entry.task.key, "error": repr(err)})
         raise ApiError(
@@ -118,7 +84,7 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
     if req.model is not None and req.model in registry.models:
         size, colors = None, None  # a named model parses the puzzle itself (clearer messages)
     else:
-        size, colors = puzzle_size(req.task, req.puzzle)
+        size, colors = _puzzle_size(req.task, req.puzzle)
     entry = registry.pick(req.task, size, conditional=True, name=req.model, num_colors=colors)
     instance = _parse(entry, req.puzzle)
     return Work(

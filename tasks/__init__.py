@@ -2,7 +2,8 @@
 
 Receives task-native puzzles (strings, dicts, lists) and hands on numpy token arrays, verifier
 results and enumerated solutions. Knows nothing of models, torch or HTTP. `get_task(name, size)`
-is the one way to obtain a task; `TASK_NAMES` lists the families.
+is the one way to obtain a task (`model_task` for what a model was built for); `puzzle_size`
+reads the size a puzzle asks for; `TASK_NAMES` lists the families.
 """
 
 from __future__ import annotations
@@ -39,6 +40,24 @@ def get_task(name: str, size: int, **kw: Any) -> Task:
         raise TaskError(f"{err.message} ({name}: {sizes})", field=err.field) from err
 
 
+def family(name: str) -> type[Task]:
+    if name not in _FAMILIES:
+        raise TaskError(f"unknown task {name!r}; available: {', '.join(TASK_NAMES)}", field="task")
+    return _FAMILIES[name][0]
+
+
+def model_task(name: str, size: int, num_colors: int) -> Task:
+    """The task a model of (task, task_size, num_colors) reads and writes; `num_colors` matters only
+    to a colouring family (it sets the vocabulary)."""
+    colours = family(name).num_colors is not None  # a class default of None: the family has no colours
+    return get_task(name, size, **({"num_colors": num_colors} if colours else {}))
+
+
+def puzzle_size(name: str, puzzle: Any) -> tuple[int, int | None]:
+    """(size, num_colors or None) a task-native puzzle of family `name` asks for (Task.size_of)."""
+    return family(name).size_of(puzzle)
+
+
 def task_from_key(key: str) -> Task:
     """'sudoku-9', 'nqueens-8', 'graph_coloring-10' (or 'graph_coloring-10-k4') -> the task."""
     parts = key.split("-")
@@ -54,4 +73,13 @@ def task_from_key(key: str) -> Task:
     return get_task(name, size, **kw)
 
 
-__all__ = ["TASK_NAMES", "Task", "TaskError", "Verdict", "get_task", "task_from_key"]
+__all__ = [
+    "TASK_NAMES",
+    "Task",
+    "TaskError",
+    "Verdict",
+    "get_task",
+    "model_task",
+    "puzzle_size",
+    "task_from_key",
+]

@@ -36,8 +36,8 @@ class Verdict:
     """Exact verification of a batch of candidate outputs for one instance."""
 
     valid: np.ndarray  # (N,) bool: every constraint holds and no given was changed
-    violations: np.ndarray  # (N,) int: number of violated constraints (0 iff valid)
-    score: np.ndarray  # (N,) float in [0, 1]; 1.0 iff valid
+    violations: np.ndarray  # (N,) int: what is wrong, counted as the task says (0 iff valid)
+    score: np.ndarray  # (N,) the fraction of the task's constraints that hold; 1.0 iff valid
 
 
 class Task(ABC):
@@ -46,11 +46,18 @@ class Task(ABC):
     seq_len: int  # input tokens per instance
     out_len: int  # output tokens per instance
     vocab_size: int  # one vocabulary for inputs and outputs
+    num_colors: int | None = None  # colours of a colouring task (part of its vocabulary), else None
 
     @property
     def key(self) -> str:
         """Stable identifier, e.g. 'sudoku-4', 'nqueens-8', 'graph_coloring-8'."""
         return f"{self.name}-{self.size}"
+
+    @staticmethod
+    @abstractmethod
+    def size_of(puzzle: Any) -> tuple[int, int | None]:
+        """(size, num_colors or None) that a task-native puzzle asks for, read before a task of that
+        size exists (to pick a checkpoint); TaskError names the field when it cannot be read."""
 
     @abstractmethod
     def parse(self, puzzle: Any) -> Any:
@@ -119,8 +126,11 @@ def check_tokens(tokens: np.ndarray, out_len: int) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def make_verdict(violations: np.ndarray, max_violations: int) -> Verdict:
-    """Violation counts (N,) -> Verdict with score = 1 - violations / max_violations, clipped to [0, 1]."""
+def make_verdict(violations: np.ndarray, held: np.ndarray, total: int) -> Verdict:
+    """Violation counts (N,) and constraints held (N,) of `total` -> Verdict, score = held / total.
+
+    Each task states its constraints so that a missing piece (a blank cell, a missing queen, an
+    uncoloured node) fails at least one: every constraint holds exactly when the candidate is valid."""
     violations = np.asarray(violations, dtype=np.int64)
-    score = np.clip(1.0 - violations / max(max_violations, 1), 0.0, 1.0)
+    score = np.asarray(held, dtype=np.float64) / max(total, 1)
     return Verdict(valid=violations == 0, violations=violations, score=score)

@@ -23,6 +23,7 @@ from tasks.base import BLANK, Task, TaskError, Verdict, check_tokens, make_verdi
 
 NO_EDGE, EDGE, COLOR0 = BLANK, 2, 3
 MIN_NODES, MAX_NODES = 3, 16
+DEFAULT_COLORS = 3  # a puzzle or a model that names no colour count
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def parse_graph(puzzle: Any, num_nodes: int | None = None, num_colors: int | Non
 
     A graph that has no proper colouring is not an error here (see `enumerate_colorings`)."""
     if isinstance(puzzle, str):
-        puzzle = parse_dimacs(puzzle, num_colors if num_colors is not None else 3)
+        puzzle = parse_dimacs(puzzle, num_colors if num_colors is not None else DEFAULT_COLORS)
     if not isinstance(puzzle, dict):
         raise TaskError(
             f'expected {{"num_nodes": int, "edges": [[u, v], ...], "num_colors": int}}, '
@@ -66,7 +67,7 @@ def parse_graph(puzzle: Any, num_nodes: int | None = None, num_colors: int | Non
         raise TaskError(f"num_nodes must be an int in {MIN_NODES}..{MAX_NODES}, got {n!r:.40}", "num_nodes")
     if num_nodes is not None and n != num_nodes:
         raise TaskError(f"this task colours graphs of {num_nodes} nodes, got num_nodes={n}", "num_nodes")
-    k = puzzle.get("num_colors", num_colors if num_colors is not None else 3)
+    k = puzzle.get("num_colors", num_colors if num_colors is not None else DEFAULT_COLORS)
     if not _is_int(k) or not 1 <= k <= MAX_NODES:
         raise TaskError(f"num_colors must be an int in 1..{MAX_NODES}, got {k!r:.40}", field="num_colors")
     if num_colors is not None and k != num_colors:
@@ -90,7 +91,7 @@ def parse_graph(puzzle: Any, num_nodes: int | None = None, num_colors: int | Non
     return GraphInstance(int(n), int(k), tuple(sorted(seen)))
 
 
-def parse_dimacs(text: str, num_colors: int = 3) -> dict[str, Any]:
+def parse_dimacs(text: str, num_colors: int = DEFAULT_COLORS) -> dict[str, Any]:
     """DIMACS `.col` text -> the task-native dict (0-based nodes).
 
     Lines: `c ...` comments, one `p edge N M` (also `p col N M`), `e u v` with 1-based nodes.
@@ -202,8 +203,9 @@ def random_graph(num_nodes: int, p: float, rng: np.random.Generator) -> tuple[tu
 
 class GraphColoringTask(Task):
     name = "graph_coloring"
+    num_colors: int = DEFAULT_COLORS  # per instance; at class level it marks a colouring family
 
-    def __init__(self, size: int = 8, num_colors: int = 3, edge_prob: float = 0.5):
+    def __init__(self, size: int = 8, num_colors: int = DEFAULT_COLORS, edge_prob: float = 0.5):
         if not MIN_NODES <= size <= MAX_NODES:
             raise TaskError(f"graph colouring size must be in {MIN_NODES}..{MAX_NODES}, got {size}", "size")
         if not 1 <= num_colors <= MAX_NODES:
@@ -218,9 +220,30 @@ class GraphColoringTask(Task):
 
     @property
     def key(self) -> str:
-        return f"{self.name}-{self.size}" + ("" if self.num_colors == 3 else f"-k{self.num_colors}")
+        return f"{self.name}-{self.size}" + (
+            "" if self.num_colors == DEFAULT_COLORS else f"-k{self.num_colors}"
+        )
 
     # --- formats
+    @staticmethod
+    def size_of(puzzle: Any) -> tuple[int, int | None]:
+        """(num_nodes, num_colors) from the object (num_colors defaults to 3) or DIMACS text."""
+        if isinstance(puzzle, str):
+            puzzle = parse_dimacs(puzzle)
+        if not isinstance(puzzle, dict):
+            raise TaskError(
+                'a graph_coloring puzzle is an object {"num_nodes": int, "edges": [[u, v], ...], '
+                '"num_colors": int} or DIMACS text',
+                field="puzzle",
+            )
+        n: Any = puzzle.get("num_nodes")
+        k: Any = puzzle.get("num_colors", DEFAULT_COLORS)
+        if not _is_int(n):
+            raise TaskError(f"num_nodes must be an int, got {n!r:.40}", field="num_nodes")
+        if not _is_int(k):
+            raise TaskError(f"num_colors must be an int, got {k!r:.40}", field="num_colors")
+        return int(n), int(k)
+
     def parse(self, puzzle: Any) -> GraphInstance:
         return parse_graph(puzzle, self.size, self.num_colors)
 
@@ -273,9 +296,6 @@ class GraphColoringTask(Task):
         return tuple(relabel.setdefault(c, len(relabel) - 1) for c in colors)
 
     # --- verification
-    def max_violations(self, instance: GraphInstance) -> int:
-        return len(instance.edges) + self.size
-
     def violation_counts(self, instance: GraphInstance, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """(N, n) tokens -> per-kind counts (N,): conflict edges (both ends the same colour) and
         invalid tokens (not a colour 0..k-1)."""
@@ -289,8 +309,18 @@ class GraphColoringTask(Task):
         return {"conflict_edges": conflicts, "invalid": (~ok).sum(axis=1)}
 
     def verify(self, instance: GraphInstance, tokens: np.ndarray) -> Verdict:
+        """violations: conflict edges + nodes without a colour; score: the fraction of the
+        constraints that hold, one per node (it has a colour) and one per edge (both ends have a
+        colour and the colours differ)."""
         counts = self.violation_counts(instance, tokens)
-        return make_verdict(counts["conflict_edges"] + counts["invalid"], self.max_violations(instance))
+        tokens = check_tokens(tokens, self.out_len)
+        ok = (tokens >= COLOR0) & (tokens < COLOR0 + self.num_colors)
+        held = ok.sum(axis=1)
+        if instance.edges:
+            u, v = np.array(instance.edges, dtype=np.int64).T
+            held = held + (ok[:, u] & ok[:, v] & (tokens[:, u] != tokens[:, v])).sum(axis=1)
+        total = self.size + len(instance.edges)
+        return make_verdict(counts["conflict_edges"] + counts["invalid"], held, total)
 
     # --- solutions and generation
     def enumerate_solutions(self, instance: GraphInstance, cap: int | None = None) -> list[np.ndarray]:

@@ -136,10 +136,20 @@ class NQueensTask(Task):
         # queens removed by `generate`: 5..7 for n=8 and 7..9 for n=10 in the paper, i.e. n-3..n-1
         self.remove = remove if remove is not None else (max(1, size - 3), size - 1)
         self._lines = _lines(size)
-        on_line = self._lines.sum(axis=0)  # cells per line = queens per line on a full board
-        self._full_board_pairs = int((on_line * (on_line - 1) / 2).sum())
 
     # --- formats
+    @staticmethod
+    def size_of(puzzle: Any) -> tuple[int, int | None]:
+        """n from `{"n": int, "queens": [...]}`."""
+        if not isinstance(puzzle, dict):
+            raise TaskError(
+                'an nqueens puzzle is an object {"n": int, "queens": [[row, col], ...]}', "puzzle"
+            )
+        n: Any = puzzle.get("n")
+        if not _is_int(n):
+            raise TaskError(f"n must be an int, got {n!r:.40}", field="n")
+        return int(n), None
+
     def parse(self, puzzle: Any) -> QueensInstance:
         return parse_queens(puzzle, self.size)
 
@@ -165,9 +175,6 @@ class NQueensTask(Task):
         return {"n": self.size, "queens": [[int(i // self.size), int(i % self.size)] for i in cells]}
 
     # --- verification
-    def max_violations(self, instance: QueensInstance) -> int:
-        return self._full_board_pairs + self.seq_len + len(instance.queens)
-
     def violation_counts(self, instance: QueensInstance, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """(N, n*n) tokens -> per-kind counts (N,): attacking pairs, |queens - n|, givens removed,
         invalid tokens (anything but empty or queen, e.g. pad)."""
@@ -183,10 +190,30 @@ class NQueensTask(Task):
             "invalid": ((tokens != QUEEN) & (tokens != BLANK)).sum(axis=1),
         }
 
+    def right_rows(self, instance: QueensInstance, tokens: np.ndarray) -> np.ndarray:
+        """(N, n*n) tokens -> (N, n) bool: the row holds exactly one queen and nothing but empty
+        cells besides, no other queen shares its column or a diagonal, and it stands on the given
+        square where the row has a given."""
+        tokens = check_tokens(tokens, self.out_len)
+        n = self.size
+        queen = tokens == QUEEN
+        crowded = (queen.astype(np.float32) @ self._lines) > 1  # (N, lines) holding 2+ queens
+        attacked = (crowded.astype(np.float32) @ self._lines.T) > 0  # (N, cells) on a crowded line
+        safe = (queen & ~attacked).reshape(-1, n, n).sum(axis=2) == 1  # its row is not crowded
+        clean = ((tokens == QUEEN) | (tokens == BLANK)).reshape(-1, n, n).all(axis=2)
+        given = np.zeros(self.seq_len, dtype=bool)
+        given[[r * n + c for r, c in instance.queens]] = True
+        kept = ~(given & ~queen).reshape(-1, n, n).any(axis=2)
+        return safe & clean & kept
+
     def verify(self, instance: QueensInstance, tokens: np.ndarray) -> Verdict:
-        counts = self.violation_counts(instance, tokens)
-        total = sum(counts.values(), start=np.zeros(len(counts["invalid"]), dtype=np.int64))
-        return make_verdict(total, self.max_violations(instance))
+        """violations: rows that are not right (`right_rows`: a missing, extra, attacked or moved
+        queen, or a stray token). The constraints are the n(n-1)/2 pairs of rows, a pair holding
+        when both of its rows are right, so r right rows score r(r-1) / (n(n-1)): a board with
+        half its rows wrong scores under 1/4, an empty board 0."""
+        right = self.right_rows(instance, tokens).sum(axis=1)
+        n = self.size
+        return make_verdict(n - right, right * (right - 1) // 2, n * (n - 1) // 2)
 
     # --- solutions and generation
     def solutions_cols(self, instance: QueensInstance, cap: int | None = None) -> list[list[int]]:

@@ -8,6 +8,7 @@ Grids inside this module are flat int arrays of n*n digits, 0 = blank.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -320,6 +321,26 @@ class SudokuTask(Task):
         self._units = geo.units  # (3n, n)
 
     # --- formats
+    @staticmethod
+    def size_of(puzzle: Any) -> tuple[int, int | None]:
+        """n from a string of n*n cells (whitespace ignored) or a list of n rows."""
+        if isinstance(puzzle, str):
+            cells = len("".join(puzzle.split()))
+            n = math.isqrt(cells)
+            if n * n != cells or n not in SIZES:
+                raise TaskError(
+                    f"a Sudoku string has 16, 36 or 81 cells (4x4, 6x6, 9x9; whitespace ignored), got {cells}",
+                    field="puzzle",
+                )
+            return n, None
+        if isinstance(puzzle, list):
+            if len(puzzle) not in SIZES:
+                raise TaskError(
+                    f"a Sudoku grid has {', '.join(map(str, SIZES))} rows, got {len(puzzle)}", "puzzle"
+                )
+            return len(puzzle), None
+        raise TaskError("a Sudoku puzzle is a string of n*n cells or a list of n lists of n ints", "puzzle")
+
     def parse(self, puzzle: Any) -> SudokuInstance:
         grid = _parse_grid(puzzle, self.size)
         clash = find_clash(grid, self.size)
@@ -365,10 +386,6 @@ class SudokuTask(Task):
         return grid_to_string(self.tokens_to_digits(np.asarray(tokens).reshape(-1)))
 
     # --- verification
-    def max_violations(self, instance: SudokuInstance) -> int:
-        n = self.size
-        return n * n + 3 * n * (n - 1) + instance.num_givens
-
     def violation_counts(self, instance: SudokuInstance, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """(N, n*n) tokens -> per-kind violation counts (N,): conflicts, invalid cells, changed givens.
 
@@ -390,10 +407,30 @@ class SudokuTask(Task):
             "changed_givens": changed,
         }
 
+    def right_cells(self, instance: SudokuInstance, tokens: np.ndarray) -> np.ndarray:
+        """(N, n*n) tokens -> (N, n*n) bool: the cell holds a digit, the given one where there is a
+        given, and no other cell of its row, column or box holds that digit."""
+        tokens = check_tokens(tokens, self.out_len)
+        n = self.size
+        digit = tokens - DIGIT0
+        is_digit = (digit >= 0) & (digit < n)
+        onehot = (digit[..., None] == np.arange(n)) & is_digit[..., None]  # (N, n*n, n)
+        per_unit = onehot[:, self._units].sum(axis=2)  # (N, 3n, n): copies of each digit per unit
+        repeated = per_unit > 1
+        clash = np.zeros(tokens.shape, dtype=bool)
+        for u, cells in enumerate(self._units):  # a cell clashes where its digit repeats in a unit
+            clash[:, cells] |= (onehot[:, cells] & repeated[:, u, None, :]).any(axis=2)
+        given = instance.givens > 0
+        kept = np.ones(tokens.shape, dtype=bool)
+        kept[:, given] = tokens[:, given] == instance.givens[given].astype(np.int64) + 1
+        return is_digit & ~clash & kept
+
     def verify(self, instance: SudokuInstance, tokens: np.ndarray) -> Verdict:
+        """violations: conflicts + cells without a digit + changed givens; score: the fraction of
+        the n*n cells that are right (`right_cells`)."""
         counts = self.violation_counts(instance, tokens)
         total = counts["conflicts"] + counts["invalid"] + counts["changed_givens"]
-        return make_verdict(total, self.max_violations(instance))
+        return make_verdict(total, self.right_cells(instance, tokens).sum(axis=1), self.out_len)
 
     # --- solutions and generation
     def enumerate_solutions(self, instance: SudokuInstance, cap: int | None = None) -> list[np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks import TASK_NAMES, Task, TaskError, get_task, task_from_key
+from tasks import TASK_NAMES, Task, TaskError, get_task, puzzle_size, task_from_key
 
 
 def test_names_and_keys():
@@ -64,3 +64,21 @@ def test_blank_instance_only_for_sudoku():
     assert get_task("sudoku", 4).blank_instance().num_givens == 0
     with pytest.raises(TaskError):
         get_task("nqueens", 8).blank_instance()
+
+
+def test_each_family_reads_the_size_its_puzzle_asks_for():
+    assert puzzle_size("sudoku", "1..." * 9 + "." * 45) == (9, None)
+    assert puzzle_size("sudoku", [[0] * 6] * 6) == (6, None)
+    assert puzzle_size("nqueens", {"n": 8, "queens": []}) == (8, None)
+    assert puzzle_size("graph_coloring", {"num_nodes": 8, "edges": []}) == (8, 3)
+    assert puzzle_size("graph_coloring", {"num_nodes": 5, "num_colors": 4}) == (5, 4)
+    assert puzzle_size("graph_coloring", "c a triangle\np edge 3 3\ne 1 2\ne 2 3\ne 1 3\n") == (3, 3)
+    for name, puzzle, field in [
+        ("sudoku", "1" * 17, "puzzle"),
+        ("nqueens", {"n": "8"}, "n"),
+        ("graph_coloring", {"num_nodes": 5, "num_colors": True}, "num_colors"),
+        ("graph_coloring", "p edge 3 2\ne 1 2\n", "dimacs"),  # the header's edge count is checked
+    ]:
+        with pytest.raises(TaskError) as err:
+            puzzle_size(name, puzzle)
+        assert err.value.field == field, (name, puzzle)
