@@ -59,7 +59,9 @@ def test_client_installs_alone_and_its_command_solves(live: ServerProcess, tmp_p
     house = _wheelhouse(pins)
 
     src, dist, venv = tmp_path / "src", tmp_path / "dist", tmp_path / "venv"
-    shutil.copytree(REPO / "gram_client", src, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "gram_client", src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    )
     built = _run(
         [
             sys.executable,
