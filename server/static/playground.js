@@ -249,6 +249,7 @@ function renderQueens(solution, given) {
       }
     }
   const placed = new Set(queens.map(([r, c]) => `${r},${c}`));
+  const filled = new Set(queens.map(([r]) => r)); // a row without a queen is a violation too
   const givens = new Set((given || []).map(([r, c]) => `${r},${c}`));
   const board = document.createElement("div");
   board.className = "board";
@@ -265,6 +266,8 @@ function renderQueens(solution, given) {
       } else if (givens.has(key)) {
         square.textContent = "♛";
         square.classList.add("missing", "bad"); // a given queen the answer dropped
+      } else if (!filled.has(r)) {
+        square.classList.add("bad");
       }
       board.appendChild(square);
     }

@@ -38,12 +38,16 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+def bundled(directory: Path, *names: str) -> Path:
+    """Some of the bundled checkpoints (the real weights; fewer of them boot quicker)."""
+    for name in names:
+        shutil.copytree(BUNDLED_CHECKPOINTS / name, directory / name)
+    return directory
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    # the two bundled 4x4 checkpoints (solver and generator): the real weights, a quicker boot
-    directory = tmp_path_factory.mktemp("bundled")
-    for name in ("sudoku-4", "sudoku-4-gen"):
-        shutil.copytree(BUNDLED_CHECKPOINTS / name, directory / name)
+    directory = bundled(tmp_path_factory.mktemp("bundled"), "sudoku-4", "sudoku-4-gen")
     with run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": directory})) as server:
         yield server
 
@@ -120,3 +124,52 @@ def test_playground_solves_streams_and_shows_errors(live: Live, tmp_path: Path) 
     origins = {urlsplit(u).netloc for u in requests}
     assert origins == {urlsplit(live.url).netloc}, origins
     assert any(u.endswith("/static/playground.js") for u in requests)
+
+
+def test_playground_with_an_api_key_queens_board_and_dimacs_graph(tmp_path: Path) -> None:
+    directory = bundled(tmp_path / "checkpoints", "nqueens-8", "graph-coloring-8")
+    settings = Settings(**{**TEST_SETTINGS, "checkpoint_dir": directory, "api_key": "sesame"})
+    page_errors: list[str] = []
+    with run_server(settings) as server, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page.goto(server.url + "/")  # the page itself needs no key; the API does
+            playwright.expect(page.locator("#error")).to_contain_text("GET /models: 401")
+            page.fill("#api-key", "sesame")
+            page.press("#api-key", "Tab")  # change: the models load with the key as a Bearer token
+            page.wait_for_selector("#model option[value='nqueens-8']", state="attached")
+            assert page.locator("#error").is_hidden()
+
+            # N-Queens: a given queen clicked on the board is kept by every valid candidate
+            page.select_option("#model", "nqueens-8")
+            assert page.locator("#queens-board div").count() == 64
+            page.click("#queens-board div[data-square='0,2']")
+            page.fill("#width", "16")
+            page.fill("#steps", "16")
+            page.fill("#seed", "1")
+            page.click("#solve")
+            playwright.expect(page.locator("#status")).to_have_text(re.compile("^done"), timeout=60_000)
+            cards = page.locator("#final .card")
+            assert cards.count() >= 1
+            for i in range(cards.count()):
+                board = cards.nth(i).locator(".board div")
+                assert board.count() == 64
+                if "valid" in (cards.nth(i).get_attribute("class") or "").split():
+                    assert board.nth(2).inner_text() == "♛" and cards.nth(i).locator(".bad").count() == 0
+                else:  # violations are marked on the board
+                    assert cards.nth(i).locator(".bad").count() > 0
+
+            # graph colouring from a DIMACS paste (1-based nodes): a triangle on 8 nodes
+            page.select_option("#model", "graph-coloring-8")
+            page.fill("#graph-edges", "c triangle\np edge 8 3\ne 1 2\ne 2 3\ne 3 1\n")
+            assert page.inner_text("#graph-parsed") == "8 nodes, 3 edges"
+            page.click("#solve")
+            playwright.expect(page.locator("#status")).to_have_text(re.compile("^done"), timeout=60_000)
+            first = page.locator("#final .card").first
+            assert first.locator("svg circle").count() == 8
+            assert first.locator("svg line").count() == 3
+        finally:
+            browser.close()
+    assert not page_errors, page_errors
