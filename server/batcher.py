@@ -2,10 +2,10 @@
 
 Receives jobs (a request of width W = W rows of one checkpoint) from the event loop; hands each
 supervision step's rows to the engine on one worker thread and each job's result back to its
-coroutine (`run`, or `submit` then `wait`, returns it with the job's timing). After every step, a
-job's `on_step` hook sees the states of its rows that advanced (what a progress stream reads). Rows join and leave at step
-boundaries; started rows keep their state when paused. Knows nothing of tensors or tasks; its
-refusals are ApiErrors (429 full, 503 draining, 504 late).
+coroutine (`run`, or `submit` then `wait`, with the job's timing); a job's `on_step` hook sees the
+states of its rows after every step (what a stream reads). Rows join and leave at step boundaries;
+started rows keep their state when paused. Knows nothing of tensors or tasks; its refusals are
+ApiErrors (429 full, 503 draining, 504 late).
 """
 
 from __future__ import annotations

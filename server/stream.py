@@ -1,12 +1,10 @@
 """Streamed /solve and /generate (serving.md section 1, "Streaming"): Server-Sent Events.
 
-Receives a validated wire request whose body says `"stream": true` (or whose Accept header asks
-for text/event-stream); prepares and admits it exactly as server/request.py does, so refusals
-before the stream (422, 429, 503) stay ordinary responses. Then hands on `progress` after each
-step, `candidate` (`sample` for /generate) the first time a distinct valid answer appears among the
-rows' current answers (verified by the engine after every step), and last `done` (the very response
-of the plain request) or `error` (the envelope). A client that goes away cancels the job's rows.
-Knows nothing of tensors or of how rows are scheduled.
+Receives a validated request that asks for a stream; prepares and admits it as server/request.py
+does (so 422 / 429 / 503 stay plain responses), then hands on `progress` per step, `candidate` /
+`sample` when a distinct valid answer first appears among the rows' current answers (the engine
+verifies them after every step), and last `done` (the plain response) or `error` (the envelope).
+A client that goes away cancels the rows. Knows nothing of tensors or of row scheduling.
 """
 
 from __future__ import annotations
