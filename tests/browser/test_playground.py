@@ -12,13 +12,15 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from server.settings import BUNDLED_CHECKPOINTS, Settings
 from tasks import get_task
-from tests.server.serverkit import TEST_SETTINGS, Live, run_server
+
+if TYPE_CHECKING:
+    from tests.server.serverkit import Live
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -38,17 +40,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def bundled(directory: Path, *names: str) -> Path:
-    """Some of the bundled checkpoints (the real weights; fewer of them boot quicker)."""
+def server_on(directory: Path, *names: str, **settings: Any) -> Any:
+    """A real server (uvicorn in a thread) on some of the bundled checkpoints (the real weights;
+    fewer of them boot quicker). Imported here, not at collection: the server imports `kernels`,
+    which tests/kernels/conftest.py must see first."""
+    from server.settings import BUNDLED_CHECKPOINTS, Settings
+    from tests.server.serverkit import TEST_SETTINGS, run_server
+
     for name in names:
         shutil.copytree(BUNDLED_CHECKPOINTS / name, directory / name)
-    return directory
+    return run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": directory, **settings}))
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    directory = bundled(tmp_path_factory.mktemp("bundled"), "sudoku-4", "sudoku-4-gen")
-    with run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": directory})) as server:
+    with server_on(tmp_path_factory.mktemp("bundled"), "sudoku-4", "sudoku-4-gen") as server:
         yield server
 
 
@@ -127,10 +133,9 @@ def test_playground_solves_streams_and_shows_errors(live: Live, tmp_path: Path) 
 
 
 def test_playground_with_an_api_key_queens_board_and_dimacs_graph(tmp_path: Path) -> None:
-    directory = bundled(tmp_path / "checkpoints", "nqueens-8", "graph-coloring-8")
-    settings = Settings(**{**TEST_SETTINGS, "checkpoint_dir": directory, "api_key": "sesame"})
     page_errors: list[str] = []
-    with run_server(settings) as server, playwright.sync_playwright() as p:
+    own = server_on(tmp_path / "checkpoints", "nqueens-8", "graph-coloring-8", api_key="sesame")
+    with own as server, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.clients.livekit import REPO, ServerProcess
-from tests.server.serverkit import PUZZLES
 
 pytestmark = pytest.mark.slow
+SUDOKU = "1.3.\n..1.\n.1..\n4..."  # for the shared client-test server's tiny sudoku-4
 
 
 def _pins() -> list[str]:
@@ -104,7 +104,7 @@ def test_client_installs_alone_and_its_command_solves(live: ServerProcess, tmp_p
             live.url,
             "solve",
             "sudoku",
-            PUZZLES["sudoku-4"],
+            SUDOKU,
             "--width",
             "4",
             "--steps",
@@ -125,7 +125,7 @@ def test_client_installs_alone_and_its_command_solves(live: ServerProcess, tmp_p
             live.url,
             "solve",
             "sudoku",
-            PUZZLES["sudoku-4"],
+            SUDOKU,
             "--stream",
             "--width",
             "4",

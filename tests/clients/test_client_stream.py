@@ -66,7 +66,7 @@ def test_stream_errors_before_and_after_it_began(bundled_live: ServerProcess) ->
         with pytest.raises(GramValidationError) as info:
             list(gram.solve_stream("sudoku", "11" + "." * 14, width=4))
         assert info.value.status == 422 and info.value.type == "invalid_puzzle"
-        events = list(gram.solve_stream("sudoku", PUZZLE, width=64, steps=64, deadline_ms=300))
+        events = list(gram.solve_stream("sudoku", PUZZLE, width=64, steps=64, deadline_ms=50))
     assert isinstance(events[-1], ErrorResponse)
     assert events[-1].error.type == "deadline_exceeded"
     assert not any(isinstance(e, SolveResponse) for e in events)
@@ -95,7 +95,7 @@ def test_cli_solve_stream_prints_progress_and_each_candidate(bundled_live: Serve
     assert lines[-1]["event"] == "done" and lines[-1]["data"]["width"] == 8
 
     late = cli(
-        *url, "solve", "sudoku", PUZZLE, "--stream", "--width", "64", "--steps", "64", "--deadline-ms", "300"
+        *url, "solve", "sudoku", PUZZLE, "--stream", "--width", "64", "--steps", "64", "--deadline-ms", "50"
     )
     assert late.returncode == 1
     assert "200 deadline_exceeded" in late.stderr
