@@ -8,35 +8,97 @@ the server, not here; the puzzle's task-native content is checked by the task's 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 TaskName = Literal["sudoku", "nqueens", "graph_coloring"]
 SelectRule = Literal["verifier", "vote", "lprm"]
 MAX_SEED = 2**63 - 1
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a checkpoint folder name
 
-# A task-native puzzle: a Sudoku string or list of rows, or an object (N-Queens, graph colouring).
-Puzzle = str | list[list[StrictInt]] | dict[str, Any]
+
+ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME)]
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema's integer includes 4.0: take a whole float as the int it is (strings stay wrong)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WireInt = Annotated[StrictInt, BeforeValidator(_whole)]  # an int on the wire: 4 or 4.0, not "4"
+# bounds before the validator, so that the JSON schema states them (also inside `X | None`)
+Positive = Annotated[StrictInt, Field(ge=1), BeforeValidator(_whole)]
+Seed = Annotated[StrictInt, Field(ge=0, le=MAX_SEED), BeforeValidator(_whole)]
+Node = Annotated[StrictInt, Field(ge=0, le=15), BeforeValidator(_whole)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# ----------------------------------------------------------------------------- puzzles, per task
+
+_WS = "[ \t\r\n]*"
+
+
+def _sudoku_cells(n: int) -> str:
+    return f"(?:[.0-{n}]{_WS}){{{n * n}}}"
+
+
+# n*n cells row by row, '.' or '0' blank, digits 1..n; spaces and newlines anywhere are ignored
+SudokuString = Annotated[
+    str, StringConstraints(pattern=f"^{_WS}(?:{_sudoku_cells(4)}|{_sudoku_cells(6)}|{_sudoku_cells(9)})$")
+]
+
+
+def _sudoku_grid(n: int) -> Any:
+    cell = Annotated[StrictInt, Field(ge=0, le=n), BeforeValidator(_whole)]
+    row = Annotated[list[cell], Field(min_length=n, max_length=n)]  # type: ignore[valid-type]
+    return Annotated[list[row], Field(min_length=n, max_length=n)]  # type: ignore[valid-type]
+
+
+SudokuPuzzle = SudokuString | _sudoku_grid(4) | _sudoku_grid(6) | _sudoku_grid(9)
+Pair = Annotated[list[Node], Field(min_length=2, max_length=2)]
+
+
+class QueensInput(_Strict):
+    """An N-Queens puzzle: board size and the given queens as 0-based [row, col] pairs (< n)."""
+
+    n: WireInt = Field(ge=4, le=12)
+    queens: list[Pair] = Field(default_factory=list, max_length=12)
+
+
+class GraphInput(_Strict):
+    """A graph colouring puzzle: 0-based undirected edges [u, v] (u != v, both < num_nodes)."""
+
+    num_nodes: WireInt = Field(ge=3, le=16)
+    edges: list[Pair] = Field(default_factory=list, max_length=120)
+    num_colors: WireInt = Field(default=3, ge=1, le=16)
+
+
+# The puzzle each task accepts (the OpenAPI schema ties it to `task`, see server/app.py).
+PUZZLES: dict[str, Any] = {"sudoku": SudokuPuzzle, "nqueens": QueensInput, "graph_coloring": GraphInput}
+_PUZZLE_CHECKS = {task: TypeAdapter(shape) for task, shape in PUZZLES.items()}
+Puzzle = str | list[Any] | dict[str, Any]  # task-native, as the task parsers read it
+
+
 class QueensPuzzle(_Strict):
-    """N-Queens input and solution: board size and queens as 0-based [row, col] pairs."""
+    """An N-Queens solution: board size and every queen on the board as a 0-based [row, col] pair."""
 
     n: int = Field(ge=4, le=12)
     queens: list[list[int]] = Field(default_factory=list)
-
-
-class GraphPuzzle(_Strict):
-    """Graph colouring input: 0-based undirected edges between num_nodes nodes."""
-
-    num_nodes: int = Field(ge=3, le=16)
-    edges: list[list[int]] = Field(default_factory=list)
-    num_colors: int = 3
 
 
 class ColoringSolution(_Strict):
@@ -72,21 +134,18 @@ class SolveRequest(_Strict):
     )
 
     task: TaskName
-    puzzle: Puzzle
-    width: int = Field(default=16, ge=1, description="parallel trajectories, 1..max_width")
-    steps: int = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
-    seed: int | None = Field(
-        default=None, ge=0, le=MAX_SEED, description="null: the server picks and echoes one"
-    )
+    puzzle: Puzzle = Field(description="the task's puzzle: see the schema's oneOf by task")
+    width: WireInt = Field(default=16, ge=1, description="parallel trajectories, 1..max_width")
+    steps: WireInt = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
+    seed: Seed | None = Field(default=None, description="null: the server picks and echoes one")
     select: SelectRule = "verifier"
-    top_k: int = Field(default=5, ge=1, description="distinct candidates returned")
-    deadline_ms: int | None = Field(default=None, ge=1, description="answer 504 if not done by then")
-    model: str | None = Field(
+    top_k: WireInt = Field(default=5, ge=1, description="distinct candidates returned")
+    deadline_ms: Positive | None = Field(default=None, description="answer 504 if not done by then")
+    model: ModelName | None = Field(
         default=None, description="checkpoint name; default: the one for this task+size"
     )
-    stop_after_valid: int | None = Field(
+    stop_after_valid: Positive | None = Field(
         default=None,
-        ge=1,
         description="stop sibling trajectories once this many distinct valid candidates exist "
         "(which trajectories ran then depends on the server's scheduling)",
     )
@@ -95,6 +154,21 @@ class SolveRequest(_Strict):
         description="answer text/event-stream: progress and candidate events, then done "
         "(this response) or error; as does `Accept: text/event-stream`",
     )
+
+    @field_validator("puzzle")
+    @classmethod
+    def _fits_the_task(cls, puzzle: Any, info: ValidationInfo) -> Any:
+        """The puzzle has the shape its task accepts (`PUZZLES`); it stays task-native."""
+        task = info.data.get("task")
+        if task in _PUZZLE_CHECKS:
+            try:
+                checked = _PUZZLE_CHECKS[task].validate_python(puzzle, strict=True)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or str(p).isidentifier())
+                raise ValueError(f"not a {task} puzzle ({where or 'puzzle'}: {first['msg']})") from None
+            return _PUZZLE_CHECKS[task].dump_python(checked)  # whole floats now ints
+        return puzzle
 
 
 class Timing(BaseModel):
@@ -153,12 +227,14 @@ class GenerateRequest(_Strict):
     )
 
     task: TaskName = "sudoku"
-    size: int | None = Field(default=None, ge=1, description="null: the only generator loaded for the task")
-    count: int = Field(default=8, ge=1, description="samples, 1..max_count")
-    steps: int = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    deadline_ms: int | None = Field(default=None, ge=1)
-    model: str | None = None
+    size: Annotated[StrictInt, Field(ge=1, le=16), BeforeValidator(_whole)] | None = Field(
+        default=None, description="null: the only generator loaded for the task"
+    )
+    count: WireInt = Field(default=8, ge=1, description="samples, 1..max_count")
+    steps: WireInt = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
+    seed: Seed | None = None
+    deadline_ms: Positive | None = None
+    model: ModelName | None = None
     stream: bool = Field(default=False, description="answer text/event-stream with sample events")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tasks import Task, model_task
 
-MODES = ("gram", "deterministic", "zero_mean", "mean_only", "sampled_decoder", "random_z0")
+MODES = ("gram", "deterministic", "sampled_decoder", "random_z0")
 MIXERS = ("attn", "mlp")
 POS_ENCODINGS = ("rope", "learned")
 
@@ -66,7 +66,7 @@ class ModelConfig:
     @property
     def guided(self) -> bool:
         """Whether h = u + eps with learned prior / posterior heads (trained with a KL)."""
-        return self.mode in ("gram", "zero_mean", "mean_only")
+        return self.mode == "gram"
 
     @property
     def seq_total(self) -> int:

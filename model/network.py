@@ -124,13 +124,10 @@ class GaussianHead(nn.Module):
         nn.init.zeros_(self.log_sigma.down.weight)
         self.log_sigma_init = math.log(cfg.sigma_init)
         self.lo, self.hi = cfg.log_sigma_min, cfg.log_sigma_max
-        self.mode = cfg.mode
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         mu = self.mu(x)
         log_sigma = (self.log_sigma_init + self.log_sigma(x)).clamp(self.lo, self.hi)
-        if self.mode == "zero_mean":
-            mu = torch.zeros_like(mu)
         return mu, log_sigma
 
 
@@ -262,8 +259,7 @@ class GRAM(nn.Module):
             if cfg.guided:
                 mu_p, ls_p = self.prior(u)
                 mu_q, ls_q = self.posterior(self.answer_features(u, y))
-                eps = mu_q if cfg.mode == "mean_only" else mu_q + torch.exp(ls_q) * torch.randn_like(mu_q)
-                h = u + eps
+                h = u + mu_q + torch.exp(ls_q) * torch.randn_like(mu_q)
                 if last or kl_all:
                     guidance.append(Guidance(mu_q, ls_q, mu_p, ls_p))
             if not last:

@@ -108,11 +108,8 @@ def advance(model: GRAM, r: Rollout) -> Rollout:
         u, l = model.propose(carry, r.e_x)
         h = u
         if cfg.guided:
-            mu, log_sigma = model.prior(u)
-            if cfg.mode == "mean_only":
-                h = u + mu
-            else:  # rows may sit at different steps: one counter per row, one launch
-                h = guide(u, mu, log_sigma, r.seeds, r.traj, r.step * cfg.T + t, impl=impl)
+            mu, log_sigma = model.prior(u)  # rows may sit at different steps: one counter per row
+            h = guide(u, mu, log_sigma, r.seeds, r.traj, r.step * cfg.T + t, impl=impl)
         carry = Carry(h, l)
     logits, q_halt, value = model.readout(carry.h)
     if cfg.mode == "sampled_decoder":

@@ -9,18 +9,23 @@ and turns any escaped exception into the error envelope. Knows nothing of tensor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import torch
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gram_client.schemas import MAX_SEED, PUZZLES
 from server import errors, logs, playground
 from server.batcher import Batcher
 from server.engine import Engine
@@ -32,6 +37,26 @@ from server.state import AppState
 
 log = logging.getLogger("gram.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+DRAIN_BYTES = 64 * 2**20  # a body over the cap is read and dropped up to this much before the 413
+DRAIN_SECONDS = 10.0  # ... and for at most this long (nginx's lingering close does the same)
+
+
+async def drain(receive: Receive, limit: int = DRAIN_BYTES, seconds: float = DRAIN_SECONDS) -> None:
+    """Read and drop what is left of the request body (up to `limit` bytes and `seconds`), so that
+    a client still sending reads the answer instead of a connection reset."""
+
+    async def read() -> None:
+        left = limit
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(read(), seconds)
 
 
 class RequestContext:
@@ -74,6 +99,8 @@ class RequestContext:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > cap:
+                    if message.get("more_body", False):
+                        await drain(receive)
                     raise StarletteHTTPException(413, "request body is over the size cap")
             return message
 
@@ -87,6 +114,7 @@ class RequestContext:
                     f"request body of {length} bytes is over the cap of {cap}",
                     request_id=rid,
                 )
+                await drain(receive)
                 await response(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive_capped, send_with_id)
@@ -166,6 +194,49 @@ async def boot(state: AppState) -> None:
         state.booted = True
 
 
+def openapi_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's schema made as strict as the server: the caps of these settings as maxima, and the
+    puzzle of /solve tied to its task (one `oneOf` branch per task, schemas.PUZZLES)."""
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        routes=app.routes,
+        description=app.description,
+    )
+    components = schema["components"]["schemas"]
+    caps = {
+        "SolveRequest": {
+            "width": settings.max_width,
+            "steps": settings.max_steps,
+            "top_k": settings.max_top_k,
+            "deadline_ms": settings.max_deadline_ms,
+        },
+        "GenerateRequest": {
+            "count": settings.max_count,
+            "steps": settings.max_steps,
+            "deadline_ms": settings.max_deadline_ms,
+        },
+    }
+    for name, fields in caps.items():
+        for field, cap in fields.items():
+            prop = components[name]["properties"][field]
+            for branch in prop.get("anyOf", [prop]):  # a nullable field: its integer branch
+                if branch.get("type") == "integer":
+                    branch["maximum"] = cap
+            if isinstance(prop.get("default"), int):  # the server lowers a default above the cap
+                prop["default"] = min(prop["default"], cap)
+    for name in caps:  # as an int: the float pydantic writes rounds up past 2**63 - 1
+        components[name]["properties"]["seed"]["anyOf"][0]["maximum"] = MAX_SEED
+    branches = []
+    for task, shape in PUZZLES.items():
+        puzzle = TypeAdapter(shape).json_schema(ref_template="#/components/schemas/{model}")
+        components.update(puzzle.pop("$defs", {}))
+        branches.append({"properties": {"task": {"const": task}, "puzzle": puzzle}})
+    components["SolveRequest"]["oneOf"] = branches
+    return schema
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     logs.configure(settings.log_level, settings.log_json)
@@ -193,6 +264,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.gram = state
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_schema(app, settings)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     errors.install(app)
     app.include_router(router)
     playground.install(app)

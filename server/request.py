@@ -42,9 +42,15 @@ log = logging.getLogger("gram.server")
 # ----------------------------------------------------------------------------- preparing a request
 
 
-def _cap(value: int, cap: int, name: str, setting: str) -> None:
+def _capped(req: SolveRequest | GenerateRequest, name: str, settings: Settings) -> int:
+    """The request's `name` within the cap GRAM_MAX_<NAME>: a default above it is lowered to it,
+    a value the client gave above it is a 422."""
+    value, cap = getattr(req, name), getattr(settings, f"max_{name}")
+    if name not in req.model_fields_set:
+        return int(min(value, cap))
     if value > cap:
-        raise ApiError(422, f"{name} {value} is over the cap {cap} (GRAM_{setting.upper()})", field=name)
+        raise ApiError(422, f"{name} {value} is over the cap {cap} (GRAM_MAX_{name.upper()})", field=name)
+    return int(value)
 
 
 def _seed(seed: int | None) -> int:
@@ -76,11 +82,9 @@ def _parse(entry: LoadedModel, puzzle: Any) -> Any:
 
 def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> Work:
     """Caps, the checkpoint and the parsed puzzle of a /solve request; ApiError 422 naming the field."""
-    _cap(req.width, settings.max_width, "width", "max_width")
-    _cap(req.steps, settings.max_steps, "steps", "max_steps")
-    _cap(req.top_k, settings.max_top_k, "top_k", "max_top_k")
+    width, steps, top_k = (_capped(req, name, settings) for name in ("width", "steps", "top_k"))
     if req.deadline_ms is not None:
-        _cap(req.deadline_ms, settings.max_deadline_ms, "deadline_ms", "max_deadline_ms")
+        _capped(req, "deadline_ms", settings)
     if req.model is not None and req.model in registry.models:
         size, colors = None, None  # a named model parses the puzzle itself (clearer messages)
     else:
@@ -93,10 +97,10 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
         instance=instance,
         inputs=np.asarray(entry.task.encode_input(instance), dtype=np.int64),
         seed=_seed(req.seed),
-        rows=req.width,
-        steps=req.steps,
+        rows=width,
+        steps=steps,
         select=req.select,
-        top_k=req.top_k,
+        top_k=top_k,
         stop_after_valid=req.stop_after_valid,
         deadline_ms=req.deadline_ms,
     )
@@ -104,10 +108,9 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
 
 def prepare_generate(req: GenerateRequest, registry: Registry, settings: Settings) -> Work:
     """Caps and the generator checkpoint of a /generate request."""
-    _cap(req.count, settings.max_count, "count", "max_count")
-    _cap(req.steps, settings.max_steps, "steps", "max_steps")
+    count, steps = _capped(req, "count", settings), _capped(req, "steps", settings)
     if req.deadline_ms is not None:
-        _cap(req.deadline_ms, settings.max_deadline_ms, "deadline_ms", "max_deadline_ms")
+        _capped(req, "deadline_ms", settings)
     entry = registry.pick(req.task, req.size, conditional=False, name=req.model)
     try:
         instance = entry.task.blank_instance()
@@ -119,8 +122,8 @@ def prepare_generate(req: GenerateRequest, registry: Registry, settings: Setting
         instance=instance,
         inputs=np.ones(entry.cfg.seq_len, dtype=np.int64),  # the all-blank board (token 1 everywhere)
         seed=_seed(req.seed),
-        rows=req.count,
-        steps=req.steps,
+        rows=count,
+        steps=steps,
         deadline_ms=req.deadline_ms,
     )
 
@@ -191,8 +194,8 @@ def solve_response(
         task=req.task,
         model=work.entry.name,
         seed=work.seed,
-        width=req.width,
-        steps=req.steps,
+        width=work.rows,
+        steps=work.steps,
         candidates=[
             Candidate(
                 solution=c.solution,

@@ -12,15 +12,19 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from gram_client.schemas import (
+    CandidateEvent,
     ErrorResponse,
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
     ModelInfo,
     ModelsResponse,
+    ProgressEvent,
     ReadyResponse,
+    SampleEvent,
     SolveRequest,
     SolveResponse,
 )
@@ -36,10 +40,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "missing or wrong API key",
         413: "body over the size cap",
         415: "body is not JSON",
-        422: "invalid request, puzzle or caps; or no model for that task and size",
+        422: "a request outside this schema (validation_error); or a schema-valid one whose puzzle "
+        "contradicts itself (invalid_puzzle: clashing givens, attacking queens, a queen or an edge "
+        "outside the board or graph, a self-loop or a repeated edge), or for which no loaded "
+        "checkpoint fits its task, size, colours or name (no_model: see GET /models)",
         429: "queue full (Retry-After)",
         503: "not ready or draining (Retry-After)",
-        504: "deadline passed",
+        504: "deadline_ms passed before the trajectories were done (deadline_exceeded)",
     }.items()
 }
 
@@ -64,16 +71,46 @@ router = APIRouter()
 protected = [Depends(api_key)]
 
 
-def _streamed(events: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 answer in both media types: the JSON response, or Server-Sent Events."""
-    text = f'`"stream": true` (or Accept: text/event-stream): Server-Sent Events {events}'
-    return {200: {"content": {stream.MEDIA_TYPE: {"schema": {"type": "string"}}}, "description": text}}
+def _inline(model: type[BaseModel]) -> dict[str, Any]:
+    """A wire model's JSON schema whose references point at the components (the answers use them)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+def _streamed(
+    answer: str, answer_model: type[BaseModel], done_model: type[BaseModel]
+) -> dict[int | str, Any]:
+    """The 200 answer as Server-Sent Events: one schema per event (OpenAPI 3.1: `schema` describes
+    each event), its `data` JSON of the event's wire model."""
+    data = {
+        "progress": _inline(ProgressEvent),
+        answer: _inline(answer_model),
+        "done": {"$ref": f"#/components/schemas/{done_model.__name__}"},
+        "error": {"$ref": "#/components/schemas/ErrorResponse"},
+    }
+    events = [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": schema},
+            },
+        }
+        for name, schema in data.items()
+    ]
+    text = (
+        f'`"stream": true` in the body (or Accept: text/event-stream): Server-Sent Events `progress`, '
+        f"`{answer}`, then `done` (the JSON answer) or `error` (the envelope)"
+    )
+    return {200: {"description": text, "content": {stream.MEDIA_TYPE: {"schema": {"oneOf": events}}}}}
 
 
 @router.post(
     "/solve",
     response_model=SolveResponse,
-    responses={**_ERRORS, **_streamed("progress, candidate, then done (this response) or error")},
+    responses={**_ERRORS, **_streamed("candidate", CandidateEvent, SolveResponse)},
     dependencies=protected,
 )
 async def solve(body: SolveRequest, request: Request) -> SolveResponse | StreamingResponse:
@@ -86,7 +123,7 @@ async def solve(body: SolveRequest, request: Request) -> SolveResponse | Streami
 @router.post(
     "/generate",
     response_model=GenerateResponse,
-    responses={**_ERRORS, **_streamed("progress, sample, then done (this response) or error")},
+    responses={**_ERRORS, **_streamed("sample", SampleEvent, GenerateResponse)},
     dependencies=protected,
 )
 async def generate(body: GenerateRequest, request: Request) -> GenerateResponse | StreamingResponse:

@@ -20,7 +20,7 @@ import pytest
 from tasks import get_task
 
 if TYPE_CHECKING:
-    from tests.server.serverkit import Live
+    from tests.serverkit import Live
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -45,7 +45,7 @@ def server_on(directory: Path, *names: str, **settings: Any) -> Any:
     fewer of them boot quicker). Imported here, not at collection: the server imports `kernels`,
     which tests/kernels/conftest.py must see first."""
     from server.settings import BUNDLED_CHECKPOINTS, Settings
-    from tests.server.serverkit import TEST_SETTINGS, run_server
+    from tests.serverkit import TEST_SETTINGS, run_server
 
     for name in names:
         shutil.copytree(BUNDLED_CHECKPOINTS / name, directory / name)

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.livekit import QUEUE_ROWS, REPO, ServerProcess, make_checkpoints, running_server
+from tests.serverkit import QUEUE_ROWS, REPO, ServerProcess, make_all, running_server
 
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoints(tmp_path_factory.mktemp("client-checkpoints"))
+    return make_all(tmp_path_factory.mktemp("client-checkpoints"))
 
 
 @pytest.fixture(scope="session")

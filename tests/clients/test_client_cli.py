@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.clients.livekit import REPO, ServerProcess, free_port
+from tests.serverkit import REPO, ServerProcess, free_port
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -123,11 +123,11 @@ def test_generate_models_health(live: ServerProcess) -> None:
 
 
 def test_exit_statuses(live: ServerProcess, tmp_path: Path) -> None:
-    refused = cli("--url", live.url, "--json", "solve", "sudoku", "1.3...1..1..4.x.", "--width", "2")
+    refused = cli("--url", live.url, "--json", "solve", "sudoku", "11.." + "." * 12, "--width", "2")
     assert refused.returncode == 1
     envelope = json.loads(refused.stdout)
     assert envelope["status"] == 422 and envelope["error"]["field"] == "puzzle"
-    assert envelope["error"]["request_id"] and "bad character" in refused.stderr
+    assert envelope["error"]["request_id"] and "clash" in refused.stderr
 
     bad = tmp_path / "bad.col"
     bad.write_text("p edge 3 1\ne 1 7\n")

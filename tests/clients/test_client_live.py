@@ -23,7 +23,7 @@ from gram_client import (
     RetryPolicy,
 )
 from gram_client.schemas import ColoringSolution, QueensPuzzle, SolveResponse
-from tests.clients.livekit import QUEUE_ROWS, ServerProcess, free_port, metric_value
+from tests.serverkit import QUEUE_ROWS, ServerProcess, free_port, metric
 
 SUDOKU = "1.3.\n..1.\n.1..\n4..."
 
@@ -75,10 +75,10 @@ def test_errors_carry_the_envelope_and_422_is_not_retried(live: ServerProcess) -
     policy = RetryPolicy(max_attempts=4)
     with GramClient(live.url, retry=policy, on_retry=lambda e, a, d: retries.append(a)) as gram:
         with pytest.raises(GramValidationError) as info:
-            gram.solve("sudoku", "1.3...1..1..4.x.", width=2, steps=2)
+            gram.solve("sudoku", "11.." + "." * 12, width=2, steps=2)  # valid shape, clashing givens
         err = info.value
         assert err.status == 422 and err.field == "puzzle" and not err.retryable
-        assert "bad character" in err.message and err.request_id and err.attempts == 1
+        assert "clash" in err.message and err.request_id and err.attempts == 1
         with pytest.raises(GramValidationError) as info:
             gram.solve("sudoku", SUDOKU, width=65)  # over GRAM_MAX_WIDTH=64
         assert info.value.field == "width" and "64" in info.value.message
@@ -106,14 +106,11 @@ def test_retry_after_a_real_429(live: ServerProcess) -> None:
         body = {"task": "sudoku", "puzzle": SUDOKU, "width": QUEUE_ROWS, "steps": 64, "seed": 1}
         holder_done.append(httpx.post(f"{live.url}/solve", json=body, timeout=120).status_code)
 
-    rejected_before = metric_value(live.metrics(), "gram_rejected_total", reason="queue_full")
+    rejected_before = metric(live.metrics(), "gram_rejected_total", reason="queue_full")
     holder = threading.Thread(target=hold_the_queue)
     holder.start()
     deadline = time.monotonic() + 20
-    while (
-        metric_value(live.metrics(), "gram_queued_rows") + metric_value(live.metrics(), "gram_inflight_rows")
-        == 0
-    ):
+    while metric(live.metrics(), "gram_queued_rows") + metric(live.metrics(), "gram_inflight_rows") == 0:
         assert time.monotonic() < deadline, "the holding request never entered the queue"
         time.sleep(0.01)
 
@@ -134,7 +131,7 @@ def test_retry_after_a_real_429(live: ServerProcess) -> None:
     first_error, first_delay = seen[0]
     assert first_error.retry_after is not None and first_delay >= min(first_error.retry_after, 2.0)
     assert time.monotonic() - started >= first_delay
-    rejected_after = metric_value(live.metrics(), "gram_rejected_total", reason="queue_full")
+    rejected_after = metric(live.metrics(), "gram_rejected_total", reason="queue_full")
     assert rejected_after >= rejected_before + 1 + len(seen)
 
 

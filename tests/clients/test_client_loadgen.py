@@ -14,7 +14,7 @@ import pytest
 from gram_client.loadgen.__main__ import check_loopback, main
 from gram_client.loadgen.runner import poisson_schedule
 from gram_client.loadgen.stats import Result, percentile, summarise
-from tests.clients.livekit import ServerProcess
+from tests.serverkit import ServerProcess
 
 
 def test_percentiles_and_goodput() -> None:

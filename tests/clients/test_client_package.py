@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.livekit import REPO, ServerProcess
+from tests.serverkit import REPO, ServerProcess
 
 pytestmark = pytest.mark.slow
 SUDOKU = "1.3.\n..1.\n.1..\n4..."  # for the shared client-test server's tiny sudoku-4

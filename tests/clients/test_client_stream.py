@@ -23,7 +23,7 @@ from gram_client import (
     SampleEvent,
     SolveResponse,
 )
-from tests.clients.livekit import REPO, ServerProcess
+from tests.serverkit import REPO, ServerProcess
 
 PUZZLE = "....31.4.342.2.3"
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.livekit import QUEUE_ROWS, ServerProcess, make_checkpoints, running_server
+from tests.serverkit import QUEUE_ROWS, ServerProcess, make_all, running_server
 
 
 @pytest.fixture(scope="session")
 def deploy_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_checkpoints(tmp_path_factory.mktemp("deploy-checkpoints"))
+    return make_all(tmp_path_factory.mktemp("deploy-checkpoints"))
 
 
 @pytest.fixture(scope="session")

@@ -249,7 +249,7 @@ def test_the_image_healthcheck_command_probes_readiness(deploy_live: Any) -> Non
     import os
     import sys
 
-    from tests.clients.livekit import free_port
+    from tests.serverkit import free_port
 
     text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
     line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK"))

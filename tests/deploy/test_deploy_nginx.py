@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from gram_client import GramClient, GramError, RetryPolicy
-from tests.clients.livekit import ServerProcess, free_port, metric_value, start_server
+from tests.serverkit import ServerProcess, free_port, metric, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
@@ -115,7 +115,7 @@ def balancer(replicas: list[ServerProcess], tmp_path_factory: pytest.TempPathFac
 
 
 def solved(replica: ServerProcess) -> float:
-    return metric_value(replica.metrics(), "gram_requests_total", endpoint="solve", status="200")
+    return metric(replica.metrics(), "gram_requests_total", endpoint="solve", status="200")
 
 
 def test_requests_spread_and_none_lost_when_a_replica_stops(

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from gram_client import NO_RETRY, GramClient, GramError, OverloadedError
-from tests.clients.livekit import QUEUE_ROWS, ServerProcess, free_port, metric_value
 from tests.deploy.dashboard import PROMETHEUS_OWN, exported_names, load, queries, selected_metrics
+from tests.serverkit import QUEUE_ROWS, ServerProcess, free_port, metric
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")
@@ -59,9 +59,7 @@ def drive_load(server: ServerProcess) -> None:
         holder.start()
         deadline = time.monotonic() + 20
         while (
-            metric_value(server.metrics(), "gram_inflight_rows")
-            + metric_value(server.metrics(), "gram_queued_rows")
-            == 0
+            metric(server.metrics(), "gram_inflight_rows") + metric(server.metrics(), "gram_queued_rows") == 0
         ):
             assert time.monotonic() < deadline
             time.sleep(0.01)

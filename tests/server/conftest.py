@@ -1,4 +1,4 @@
-"""Fixtures for the server tests (helpers in serverkit.py): the tiny checkpoints, one shared live
+"""Fixtures for the server tests (helpers in tests/serverkit.py): the tiny checkpoints, one shared live
 server, and `serve(**overrides)` for a server with its own settings."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import torch
-from serverkit import TEST_SETTINGS, Live, make_all, run_server
 
 from server.settings import Settings
+from tests.serverkit import TEST_SETTINGS, Live, make_all, run_server
 
 torch.set_num_threads(1)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serverkit import TEST_SETTINGS, TINY, run_server
 
 from model.checkpoint import is_checkpoint
 from server.settings import BUNDLED_CHECKPOINTS, Settings
 from tasks import get_task
 from tasks.base import TaskError
+from tests.serverkit import TEST_SETTINGS, TINY, run_server
 
 BUNDLED = sorted(p.name for p in BUNDLED_CHECKPOINTS.glob("*") if p.is_dir() and is_checkpoint(p))
 

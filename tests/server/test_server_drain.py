@@ -5,84 +5,47 @@ its JSON logs show the drain; in-process, a draining app answers readyz and /sol
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
-import pytest
-from serverkit import PUZZLES, free_port, metric
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serverkit import PUZZLES, metric, start_server, wait_for
 
 
-def test_sigterm_drains_in_flight_requests(checkpoint_dir: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "GRAM_CHECKPOINT_DIR": str(checkpoint_dir),
-        "GRAM_PORT": str(port),
-        "GRAM_TORCH_THREADS": "1",
-        "GRAM_MAX_BATCH_ROWS": "16",
-        "GRAM_DRAIN_TIMEOUT_S": "30",
-        "GRAM_LOG_LEVEL": "INFO",
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+def test_sigterm_drains_in_flight_requests(checkpoint_dir: Path, tmp_path: Path) -> None:
+    env = {"GRAM_MAX_BATCH_ROWS": "16", "GRAM_DRAIN_TIMEOUT_S": "30", "GRAM_LOG_LEVEL": "INFO"}
+    server = start_server(checkpoint_dir, tmp_path / "server.log", **env)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-
         results: list[httpx.Response] = []
         slow = {"task": "nqueens", "puzzle": PUZZLES["nqueens-6"], "width": 64, "steps": 24, "seed": 5}
         worker = threading.Thread(
-            target=lambda: results.append(httpx.post(f"{url}/solve", json=slow, timeout=60))
+            target=lambda: results.append(httpx.post(f"{server.url}/solve", json=slow, timeout=60))
         )
         worker.start()
-        while metric(httpx.get(f"{url}/metrics").text, "gram_inflight_rows") == 0:
-            assert worker.is_alive()
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"{url}/healthz", timeout=2)  # no new connections while draining
+        wait_for(lambda: metric(server.metrics(), "gram_inflight_rows") > 0, 30, "rows in flight")
+        server.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: refused(f"{server.url}/healthz"), 10, "new connections refused while draining")
         worker.join(60)
         assert results and results[0].status_code == 200, results
         assert results[0].json()["num_trajectories"] == 64
-        assert proc.wait(timeout=30) == 0
+        assert server.proc.wait(timeout=30) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    logs = [
-        json.loads(line)
-        for line in (proc.stderr.read() if proc.stderr else "").splitlines()
-        if line.startswith("{")
-    ]
+        server.stop()
+    logs = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
     messages = [entry["msg"] for entry in logs]
     assert "draining" in messages and "stopped" in messages
     solve_logs = [e for e in logs if e.get("path") == "/solve"]
     assert solve_logs and solve_logs[0]["status"] == 200 and solve_logs[0]["request_id"]
+
+
+def refused(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return True
+    return False
 
 
 def test_draining_app_turns_unready(serve) -> None:

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from serverkit import make_checkpoint
 
 from model.sampling import run_rows
 from server.engine import Engine, GenerateResult, Progress, SolveResult, Work
 from server.registry import Registry
 from tasks import get_task
+from tests.serverkit import make_checkpoint
 
 SOLVED = "1234341221434321"  # a valid 4x4 grid
 

@@ -7,13 +7,18 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from typing import Any
 
 import httpx
-from serverkit import PUZZLES, TINY, metric
+
+from tests.serverkit import PUZZLES, TINY, metric, wait_for
 
 SLOW = {"task": "nqueens", "puzzle": PUZZLES["nqueens-6"], "width": 64, "steps": 32}
+
+
+def rows_in(metrics: str) -> float:
+    """Rows queued or running, from the exposition."""
+    return metric(metrics, "gram_inflight_rows") + metric(metrics, "gram_queued_rows")
 
 
 def body(name: str, **fields: Any) -> dict[str, Any]:
@@ -58,14 +63,7 @@ def test_queue_full_gives_429_with_retry_after(serve) -> None:
         results: list[httpx.Response] = []
         slow = threading.Thread(target=lambda: results.append(client.post("/solve", json=SLOW)))
         slow.start()
-        deadline = time.monotonic() + 10
-        while (
-            metric(client.get("/metrics").text, "gram_inflight_rows")
-            + metric(client.get("/metrics").text, "gram_queued_rows")
-            < 64
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_for(lambda: rows_in(client.get("/metrics").text) >= 64, 10, "the slow request's 64 rows")
         r = client.post("/solve", json=body("sudoku-4", width=1, steps=1))
         assert r.status_code == 429
         err = r.json()["error"]
@@ -88,15 +86,15 @@ def test_client_disconnect_cancels_rows(live) -> None:
             raise AssertionError("the slow request should have timed out")
         except httpx.ReadTimeout:
             pass  # the client hangs up with the rows queued or running
-        deadline = time.monotonic() + 10
-        while True:
-            text = client.get("/metrics").text
-            cancelled = metric(text, "gram_cancelled_rows_total", reason="disconnect") - before
-            if cancelled > 0 and metric(text, "gram_inflight_rows") + metric(text, "gram_queued_rows") == 0:
-                break
-            assert time.monotonic() < deadline, "rows of the gone client were not cancelled"
-            time.sleep(0.05)
-        assert 0 < cancelled <= 64
+
+        def cancelled() -> float:
+            return (
+                metric(client.get("/metrics").text, "gram_cancelled_rows_total", reason="disconnect") - before
+            )
+
+        wait_for(lambda: cancelled() > 0 and rows_in(client.get("/metrics").text) == 0, 10, "rows cancelled")
+        text = client.get("/metrics").text
+        assert 0 < cancelled() <= 64
         assert metric(text, "gram_requests_total", endpoint="solve", task="nqueens", status="499") >= 1
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from serverkit import TEST_SETTINGS, Live, metric, run_server
 
 from server.settings import BUNDLED_CHECKPOINTS, Settings
 from tasks import get_task
+from tests.serverkit import TEST_SETTINGS, Live, metric, run_server
 
 PUZZLE = "....31.4.342.2.3"
 SETTINGS = {**TEST_SETTINGS, "max_steps": 512, "max_batch_rows": 16}

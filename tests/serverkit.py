@@ -1,14 +1,18 @@
-"""Helpers for the server tests: tiny random-weight checkpoints and a real uvicorn on loopback.
-
-`make_checkpoint` writes one small checkpoint per served kind (Sudoku 4x4 solver and generator,
-N-Queens 6, graph colouring on 6 nodes with 3 colours). `run_server(settings)` starts the real
-app, lifespan included, in uvicorn on a free loopback port in a thread and yields a `Live` handle.
+"""The one server helper of the tests: tiny random-weight checkpoints, a free loopback port, and
+the two ways to run the real server: `run_server` (the app in uvicorn in a thread, for tests that
+reach into its state) and `running_server` (`python -m server` as a subprocess configured by GRAM_*
+variables, for clients, deploy and signal tests). Every server started here is stopped by the
+context manager that started it (a subprocess by its own pid).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +32,8 @@ from server.app import create_app
 from server.settings import Settings
 from server.state import AppState
 from tasks import get_task
+
+REPO = Path(__file__).resolve().parents[1]
 
 # name -> (task, size, conditional, task keywords)
 TINY: dict[str, tuple[str, int, bool, dict[str, Any]]] = {
@@ -105,6 +111,7 @@ class Live:
 
 
 def free_socket() -> socket.socket:
+    """A socket bound to a free loopback port (uvicorn serves on it: no race for the port)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -112,8 +119,18 @@ def free_socket() -> socket.socket:
 
 
 def free_port() -> int:
+    """A free loopback port, for a server in another process."""
     with free_socket() as sock:
         return int(sock.getsockname()[1])
+
+
+def wait_for(ready: Any, timeout: float, what: str, interval: float = 0.02) -> None:
+    """Poll `ready()` until it is true; RuntimeError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
 
 
 @contextlib.contextmanager
@@ -157,3 +174,88 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(got.get(k) == v for k, v in labels.items()):
             total += float(value)
     return total
+
+
+# ----------------------------------------------------------------------------- `python -m server`
+
+QUEUE_ROWS = 64  # GRAM_MAX_QUEUE_ROWS of the shared client-test server: one width-64 request fills it
+
+# settings shared by the live servers of these tests (small caps, quiet logs, one torch thread)
+BASE_ENV = {
+    "GRAM_TORCH_THREADS": "1",
+    "GRAM_DEVICE": "cpu",
+    "GRAM_MAX_WIDTH": "64",
+    "GRAM_MAX_STEPS": "64",
+    "GRAM_MAX_COUNT": "64",
+    "GRAM_MAX_BATCH_ROWS": "32",
+    "GRAM_MAX_BATCH_DELAY_MS": "2",
+    "GRAM_LOG_LEVEL": "WARNING",
+    "GRAM_DRAIN_TIMEOUT_S": "10",
+}
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics", timeout=10).text
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+
+def start_server(checkpoints: Path, log: Path, **env: str) -> ServerProcess:
+    """`python -m server` on a free loopback port; returns once /readyz answers 200."""
+    port = free_port()
+    full = {
+        **os.environ,
+        **BASE_ENV,
+        "GRAM_HOST": "127.0.0.1",
+        "GRAM_PORT": str(port),
+        "GRAM_CHECKPOINT_DIR": str(checkpoints),
+        **env,
+    }
+    if "GRAM_API_KEY" not in env:
+        full.pop("GRAM_API_KEY", None)  # never inherit a key from the shell running the tests
+    handle = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server"], cwd=REPO, env=full, stdout=handle, stderr=subprocess.STDOUT
+    )  # JSON logs go to `log`
+    handle.close()
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log)
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop(signal.SIGKILL)
+            raise RuntimeError(f"server not ready in 90 s:\n{server.log_tail()}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def running_server(checkpoints: Path, log: Path, **env: str) -> Iterator[ServerProcess]:
+    server = start_server(checkpoints, log, **env)
+    try:
+        yield server
+    finally:
+        server.stop()
