@@ -34,6 +34,25 @@ from server.state import AppState
 from tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
+METRIC_NAMES = (  # the metric families of the contract (serving.md section 4)
+    "gram_requests_total",
+    "gram_request_duration_seconds",
+    "gram_queue_wait_seconds",
+    "gram_request_width",
+    "gram_batch_rows",
+    "gram_batch_padding_ratio",
+    "gram_batch_wait_seconds",
+    "gram_batch_forward_seconds",
+    "gram_batches_total",
+    "gram_rows_processed_total",
+    "gram_queued_rows",
+    "gram_inflight_rows",
+    "gram_rejected_total",
+    "gram_cancelled_rows_total",
+    "gram_candidate_valid_ratio",
+    "gram_distinct_candidates",
+    "gram_model_info",
+)
 
 # name -> (task, size, conditional, task keywords)
 TINY: dict[str, tuple[str, int, bool, dict[str, Any]]] = {

@@ -97,6 +97,7 @@ def test_connection_refused_is_retried_then_raised() -> None:
     assert info.value.attempts == 3 and len(retries) == 2
 
 
+@pytest.mark.slow
 def test_retry_after_a_real_429(live: ServerProcess) -> None:
     """A slow request holding the whole queue (64 rows) makes the next one meet a 429 with
     Retry-After; the SDK waits that long and its retry is answered."""

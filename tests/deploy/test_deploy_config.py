@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.deploy.dashboard import load, panels, queries, selected_metrics
+from tests.serverkit import METRIC_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -24,25 +25,7 @@ needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian package prometheus)"
 )
 
-SECTION4_METRICS = {
-    "gram_requests_total",
-    "gram_request_duration_seconds",
-    "gram_queue_wait_seconds",
-    "gram_request_width",
-    "gram_batch_rows",
-    "gram_batch_padding_ratio",
-    "gram_batch_wait_seconds",
-    "gram_batch_forward_seconds",
-    "gram_batches_total",
-    "gram_rows_processed_total",
-    "gram_queued_rows",
-    "gram_inflight_rows",
-    "gram_rejected_total",
-    "gram_cancelled_rows_total",
-    "gram_candidate_valid_ratio",
-    "gram_distinct_candidates",
-    "gram_model_info",
-}
+SECTION4_METRICS = set(METRIC_NAMES)
 
 
 def promtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -29,6 +29,7 @@ def test_checkpoints_are_shipped():
     assert SHIPPED, "checkpoints/ holds no checkpoint with a card"
 
 
+@pytest.mark.slow  # minutes per checkpoint on a CPU
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_checkpoint_reproduces_its_headline(path, data_dir):
     torch.set_num_threads(1)

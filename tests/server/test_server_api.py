@@ -11,7 +11,7 @@ import pytest
 from gram_client.schemas import GenerateResponse, SolveResponse
 from tasks import get_task
 from tasks.base import Task, TaskError
-from tests.serverkit import PUZZLES, TINY, metric
+from tests.serverkit import METRIC_NAMES, PUZZLES, TINY, metric
 
 
 def task_of(name: str) -> Task:
@@ -139,34 +139,13 @@ def test_request_id_echoed_and_generated(live) -> None:
         assert bad != "no spaces allowed"
 
 
-METRICS = [
-    "gram_requests_total",
-    "gram_request_duration_seconds",
-    "gram_queue_wait_seconds",
-    "gram_request_width",
-    "gram_batch_rows",
-    "gram_batch_padding_ratio",
-    "gram_batch_wait_seconds",
-    "gram_batch_forward_seconds",
-    "gram_batches_total",
-    "gram_rows_processed_total",
-    "gram_queued_rows",
-    "gram_inflight_rows",
-    "gram_rejected_total",
-    "gram_cancelled_rows_total",
-    "gram_candidate_valid_ratio",
-    "gram_distinct_candidates",
-    "gram_model_info",
-]
-
-
 def test_metrics_of_the_contract(live) -> None:
     with live.client() as client:
         client.post("/solve", json={"task": "sudoku", "puzzle": PUZZLES["sudoku-4"], "width": 3, "steps": 2})
         client.post("/solve", json={"task": "sudoku", "puzzle": "11" + "." * 14})  # a 422: givens clash
         text = client.get("/metrics").text
     types = {line.split()[2]: line.split()[3] for line in text.splitlines() if line.startswith("# TYPE")}
-    for name in METRICS:
+    for name in METRIC_NAMES:
         base = name.removesuffix("_total")
         assert base in types or name in types, name
     assert metric(text, "gram_requests_total", endpoint="solve", task="sudoku", status="200") >= 1

@@ -18,6 +18,7 @@ from tests.serverkit import TEST_SETTINGS, TINY, run_server
 BUNDLED = sorted(p.name for p in BUNDLED_CHECKPOINTS.glob("*") if p.is_dir() and is_checkpoint(p))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BUNDLED, reason="no checkpoints bundled under checkpoints/ yet")
 def test_bundled_checkpoints_load_and_answer() -> None:
     settings = Settings(**{**TEST_SETTINGS, "max_batch_rows": 16})  # checkpoint_dir: the default

@@ -10,10 +10,12 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.serverkit import PUZZLES, metric, start_server, wait_for
 
 
+@pytest.mark.slow
 def test_sigterm_drains_in_flight_requests(checkpoint_dir: Path, tmp_path: Path) -> None:
     env = {"GRAM_MAX_BATCH_ROWS": "16", "GRAM_DRAIN_TIMEOUT_S": "30", "GRAM_LOG_LEVEL": "INFO"}
     server = start_server(checkpoint_dir, tmp_path / "server.log", **env)

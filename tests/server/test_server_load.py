@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.serverkit import PUZZLES, TINY, metric, wait_for
 
@@ -25,6 +26,7 @@ def body(name: str, **fields: Any) -> dict[str, Any]:
     return {"task": TINY[name][0], "puzzle": PUZZLES[name], **fields}
 
 
+@pytest.mark.slow
 def test_200_concurrent_mixed_width_requests(live) -> None:
     rng = random.Random(0)
     names = [n for n, spec in TINY.items() if spec[2]]
