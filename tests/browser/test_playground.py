@@ -35,9 +35,12 @@ ARGS = [
 PUZZLE = "....31.4.342.2.3"  # the page's 4x4 example (Example button)
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is pinned in requirements-dev.txt")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = [
+    pytest.mark.slow,  # a browser and a server on real checkpoints: `make test` runs it, -m 'not slow' skips it
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+    ),
+]
 
 
 def server_on(directory: Path, *names: str, **settings: Any) -> Any:

@@ -25,6 +25,7 @@ from gram_client import (
 )
 from tests.serverkit import REPO, ServerProcess
 
+pytestmark = pytest.mark.slow  # a second server subprocess, on the bundled checkpoints
 PUZZLE = "....31.4.342.2.3"
 
 
