@@ -18,20 +18,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import torch
-import uvicorn
-from fastapi import FastAPI
 
-from model.checkpoint import save
-from model.config import ModelConfig
-from model.network import GRAM
-from server.app import create_app
-from server.settings import Settings
-from server.state import AppState
-from tasks import get_task
+if TYPE_CHECKING:  # torch, the model and the server load when a helper runs, not on import:
+    import uvicorn  # tests/kernels/conftest.py reloads kernels/ and must come before model/
+    from fastapi import FastAPI
+
+    from server.settings import Settings
+    from server.state import AppState
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC_NAMES = (  # the metric families of the contract (serving.md section 4)
@@ -91,6 +87,13 @@ TEST_SETTINGS: dict[str, Any] = dict(
 def make_checkpoint(
     directory: Path, name: str, task_name: str, size: int, conditional: bool, **kw: Any
 ) -> Path:
+    import torch
+
+    from model.checkpoint import save
+    from model.config import ModelConfig
+    from model.network import GRAM
+    from tasks import get_task
+
     task = get_task(task_name, size, **kw)
     cfg = ModelConfig(
         task=task_name,
@@ -155,6 +158,10 @@ def wait_for(ready: Any, timeout: float, what: str, interval: float = 0.02) -> N
 @contextlib.contextmanager
 def run_server(settings: Settings, app: FastAPI | None = None) -> Iterator[Live]:
     """uvicorn in a thread serving `app` (default: create_app(settings)) on a free loopback port."""
+    import uvicorn
+
+    from server.app import create_app
+
     app = app if app is not None else create_app(settings)
     sock = free_socket()
     port = sock.getsockname()[1]
