@@ -38,7 +38,7 @@ COPY tasks/ tasks/
 COPY kernels/ kernels/
 COPY model/ model/
 COPY server/ server/
-COPY clients/ clients/
+COPY gram_client/ gram_client/
 COPY checkpoints/ checkpoints/
 
 USER 10001

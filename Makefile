@@ -24,7 +24,7 @@ serve: $(STAMP)  ## start the server on the bundled checkpoints (GRAM_* env vars
 test: lint  ## lint, type-check and run the whole test suite
 	$(PY) -m pytest
 
-lint: $(STAMP)  ## ruff lint + format check, mypy on tasks/ server/ clients/
+lint: $(STAMP)  ## ruff lint + format check, mypy on tasks/ server/ gram_client/
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy

@@ -25,13 +25,13 @@ from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import errors, logs
+from gram_client.schemas import MAX_SEED, PUZZLES
+from server import errors, logs, playground
 from server.batcher import Batcher
 from server.engine import Engine
 from server.metrics import Metrics, RequestLabels
 from server.registry import Registry, resolve_device
 from server.routes import router
-from server.schemas import MAX_SEED, PUZZLES
 from server.settings import Settings
 from server.state import AppState
 
@@ -273,5 +273,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = openapi  # type: ignore[method-assign]
     errors.install(app)
     app.include_router(router)
+    playground.install(app)
     app.add_middleware(RequestContext, state=state)
     return app

@@ -2,10 +2,10 @@
 
 Receives jobs (a request of width W = W rows of one checkpoint) from the event loop; hands each
 supervision step's rows to the engine on one worker thread and each job's result back to its
-coroutine (`run` returns it with the job's timing). A job's `progress` (the engine's per-request
-state) and its chunks' states can be read after every step (`on_step`). Rows join and leave at step
-boundaries; started rows keep their state when paused. Knows nothing of tensors or tasks; its
-refusals are ApiErrors (429 full, 503 draining, 504 late).
+coroutine (`run`, or `submit` then `wait`, with the job's timing); a job's `on_step` hook sees the
+states of its rows after every step (what a stream reads). Rows join and leave at step boundaries;
+started rows keep their state when paused. Knows nothing of tensors or tasks; its refusals are
+ApiErrors (429 full, 503 draining, 504 late).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ class RowEngine(Protocol):
         """The result of the job from its finished rows."""
 
 
+StepHook = Callable[["Job", list[Any]], None]  # (job, states of its rows that just advanced)
+
+
 class ClientGone(ApiError):
     def __init__(self) -> None:
         super().__init__(499, "the client closed the connection", type="client_closed")
@@ -72,7 +75,7 @@ class Job:
     finished: float | None = None
     closed: bool = False  # answered, cancelled or failed: no more work
     done_rows: int = 0
-    on_step: Callable[[Job], None] | None = None  # called on the worker thread after each step
+    on_step: StepHook | None = None  # called on the worker thread after each step
 
     def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
         """Complete the future from any thread."""
@@ -186,12 +189,27 @@ class Batcher:
         *,
         deadline_s: float | None = None,
         disconnected: Callable[[], Awaitable[None]] | None = None,
-        on_step: Callable[[Job], None] | None = None,
+        on_step: StepHook | None = None,
     ) -> tuple[Any, JobTiming]:
-        """Admit `rows` rows, wait for the result; 429 when full, 504 past the deadline.
+        """Admit `rows` rows, wait for the result; 429 when full, 504 past the deadline."""
+        job = self.submit(key, work, rows, steps, deadline_s=deadline_s, on_step=on_step)
+        return await self.wait(job, disconnected=disconnected)
 
-        `on_step(job)` runs on the worker thread after every step that advanced some of the job's
-        rows (before finished rows are recorded); it must be quick and must not raise."""
+    def submit(
+        self,
+        key: str,
+        work: Any,
+        rows: int,
+        steps: int,
+        *,
+        deadline_s: float | None = None,
+        on_step: StepHook | None = None,
+    ) -> Job:
+        """Admit `rows` rows of `work` now (on the event loop): 429 when full, 503 when draining.
+
+        `on_step(job, states)` runs on the worker thread after every step that advanced some of the
+        job's rows, with those rows' states (rows that just finished included, before they are
+        recorded); it must be quick. Then `wait(job)` for the result."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         job = Job(
@@ -225,7 +243,13 @@ class Batcher:
             self._outstanding += rows
             self._cond.notify_all()
         self._update_gauges()
+        return job
 
+    async def wait(
+        self, job: Job, *, disconnected: Callable[[], Awaitable[None]] | None = None
+    ) -> tuple[Any, JobTiming]:
+        """The result of a submitted job; 504 past its deadline; cancelled rows when the client goes
+        (`disconnected` returns) or this coroutine is cancelled."""
         watcher = asyncio.ensure_future(disconnected()) if disconnected is not None else None
         try:
             waiting: set[asyncio.Future[Any]] = {job.future} | ({watcher} if watcher else set())
@@ -239,7 +263,8 @@ class Batcher:
                 self.cancel(job, "disconnect")
                 raise ClientGone()
             self.cancel(job, "deadline")
-            raise ApiError(504, f"the deadline of {deadline_s * 1000 if deadline_s else 0:.0f} ms passed")
+            allowed = 0.0 if job.deadline is None else job.deadline - job.admitted
+            raise ApiError(504, f"the deadline of {allowed * 1000:.0f} ms passed")
         except asyncio.CancelledError:
             self.cancel(job, "disconnect")
             raise
@@ -391,19 +416,22 @@ class Batcher:
         self._rate = rows / dt if self._rate <= 0 else 0.8 * self._rate + 0.2 * rows / max(dt, 1e-9)
 
         finished: list[Chunk] = []
-        stepped: dict[Job, None] = {}
+        stepped: dict[Job, list[Any]] = {}
         with self._cond:
             for c, state in zip(plan.chunks, states, strict=True):
                 if c.job.closed:
                     continue
                 c.state, c.steps_done = state, c.steps_done + 1
-                stepped[c.job] = None
+                stepped.setdefault(c.job, []).append(state)
                 if c.steps_done >= c.job.steps:
                     c.job.chunks.remove(c)
                     finished.append(c)
-        for job in stepped:
+        for job, advanced in stepped.items():
             if job.on_step is not None:
-                job.on_step(job)
+                try:
+                    job.on_step(job, advanced)
+                except Exception:  # a watcher's bug must not fail the step of every job in it
+                    log.exception("on_step hook failed", extra={"model": plan.key})
         for c in finished:
             self._finish(c)
         self._update_gauges()

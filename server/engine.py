@@ -3,7 +3,8 @@
 Receives `Work` (one prepared request) and its rows in chunks from the batcher; keeps each request's
 `Progress` (per-trajectory answers and verdicts, readable after any step), hands on model states
 (`Rollout`) after each supervision step and, once a request's rows are done, a typed result:
-`SolveResult` (ranked candidates, model/selection.py) or `GenerateResult`. Noise is keyed on
+`SolveResult` (ranked candidates, model/selection.py) or `GenerateResult`. `peek` verifies the
+current answers of running rows (what a stream shows before they finish). Noise is keyed on
 (seed, trajectory, step), so a row's result does not depend on its batch. Knows nothing of HTTP,
 queues or scheduling.
 """
@@ -103,6 +104,18 @@ class GenerateResult:
 Result = SolveResult | GenerateResult
 
 
+@dataclass(frozen=True)
+class Peek:
+    """The current answers of some rows after their latest step, decoded to tokens and verified."""
+
+    traj: np.ndarray  # (R,) trajectory indices
+    step: np.ndarray  # (R,) supervision steps done
+    tokens: np.ndarray  # (R, out_len)
+    valid: np.ndarray  # (R,) bool
+    violations: np.ndarray
+    score: np.ndarray
+
+
 class Engine:
     """The batcher's RowEngine over the loaded checkpoints (states are `Rollout`s)."""
 
@@ -178,6 +191,19 @@ class Engine:
         size finds everything ready."""
         pad = self._pads[key]
         self.step(key, [pad.select(torch.arange(bucket, device=pad.seeds.device))], bucket)
+
+    def peek(self, work: Work, states: list[Rollout]) -> Peek:
+        """The current answer of every row of `states`, verified (on the worker thread, between steps)."""
+        tokens = np.concatenate([s.tokens.cpu().numpy() for s in states]).astype(np.int64)
+        verdict = work.entry.task.verify(work.instance, tokens)
+        return Peek(
+            traj=np.concatenate([s.traj.cpu().numpy() for s in states]),
+            step=np.concatenate([s.step.cpu().numpy() for s in states]),
+            tokens=tokens,
+            valid=np.asarray(verdict.valid, dtype=bool),
+            violations=np.asarray(verdict.violations),
+            score=np.asarray(verdict.score, dtype=np.float64),
+        )
 
     def finish(self, progress: Progress, state: Rollout) -> bool:
         """Verify and record rows that ran all their steps; True when the request needs no more

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from server.schemas import ErrorDetail, ErrorResponse
+from gram_client.schemas import ErrorDetail, ErrorResponse
 
 log = logging.getLogger("gram.server")
 

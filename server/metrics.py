@@ -119,6 +119,15 @@ class Metrics:
         self.cancelled_rows = Counter(
             "gram_cancelled_rows_total", "Rows dropped before their last step", ["reason"], registry=r
         )
+        self.streams = Counter(
+            "gram_streams_total",
+            "Streamed requests (text/event-stream) by how the stream ended",
+            ["endpoint", "outcome"],  # outcome: done | error | disconnect
+            registry=r,
+        )
+        self.stream_events = Counter(
+            "gram_stream_events_total", "Server-Sent Events sent", ["endpoint", "event"], registry=r
+        )
         self.valid_ratio = Histogram(
             "gram_candidate_valid_ratio",
             "Fraction of a request's trajectories that the verifier accepts",

@@ -2,8 +2,9 @@
 
 Receives a validated wire request (and the Starlette request, for its arrival time and to watch
 for a disconnect); checks readiness and the caps, picks the checkpoint and parses the puzzle with
-the task's parser (-> `Work`, or an ApiError 422 naming the field), runs the work through the
-batcher, turns the engine's typed result into the wire response and records the request's metrics.
+the task's parser (-> `Work`, or an ApiError 422 naming the field), admits the work to the batcher
+and waits for it, turns the engine's typed result into the wire response and records the request's
+metrics. Streamed requests take the same steps (server/stream.py).
 Knows nothing of tensors or of how rows are scheduled.
 """
 
@@ -17,11 +18,7 @@ from typing import Any
 import numpy as np
 from starlette.requests import Request
 
-from server.engine import GenerateResult, Result, SolveResult, Work
-from server.errors import ApiError
-from server.metrics import RequestLabels, width_label
-from server.registry import LoadedModel, Registry
-from server.schemas import (
+from gram_client.schemas import (
     Candidate,
     GenerateRequest,
     GenerateResponse,
@@ -30,6 +27,11 @@ from server.schemas import (
     SolveResponse,
     Timing,
 )
+from server.batcher import Job, StepHook
+from server.engine import GenerateResult, Result, SolveResult, Work
+from server.errors import ApiError
+from server.metrics import RequestLabels, width_label
+from server.registry import LoadedModel, Registry
 from server.settings import Settings
 from server.state import AppState
 from tasks import puzzle_size
@@ -137,26 +139,36 @@ async def _watch_disconnect(request: Request) -> None:
             return
 
 
-def _check_ready(state: AppState) -> None:
+def check_ready(state: AppState) -> None:
     if not state.ready:
         state.metrics.rejected.labels(reason="draining" if state.draining else "not_ready").inc()
         raise state.not_ready()
 
 
-async def run(state: AppState, work: Work, request: Request) -> tuple[Result, Timing]:
-    """Admit `work` to the batcher and wait for the engine's result (429 / 503 / 504 / 499)."""
+def admit(state: AppState, work: Work, on_step: StepHook | None = None) -> Job:
+    """Admit `work`'s rows to the batcher now (429 queue full, 503 draining)."""
     assert state.batcher is not None  # ready
-    m = state.metrics
-    m.request_width.labels(endpoint=work.endpoint).observe(work.rows)
-    result, timing = await state.batcher.run(
+    state.metrics.request_width.labels(endpoint=work.endpoint).observe(work.rows)
+    return state.batcher.submit(
         work.entry.name,
         work,
         work.rows,
         work.steps,
         deadline_s=None if work.deadline_ms is None else work.deadline_ms / 1000,
-        disconnected=lambda: _watch_disconnect(request),
+        on_step=on_step,
     )
-    m.queue_wait.labels(endpoint=work.endpoint, width=width_label(work.rows)).observe(timing.queue_s)
+
+
+async def wait(
+    state: AppState, job: Job, request: Request, watch_disconnect: bool = True
+) -> tuple[Result, Timing]:
+    """The engine's result of an admitted job (504 past the deadline, 499 when the client went)."""
+    assert state.batcher is not None
+    result, timing = await state.batcher.wait(
+        job, disconnected=(lambda: _watch_disconnect(request)) if watch_disconnect else None
+    )
+    endpoint = job.work.endpoint
+    state.metrics.queue_wait.labels(endpoint=endpoint, width=width_label(job.rows)).observe(timing.queue_s)
     arrived = getattr(request.state, "arrived", time.monotonic())
     total = (time.monotonic() - arrived) * 1000
     return result, Timing(queue=timing.queue_s * 1000, compute=timing.compute_s * 1000, total=total)
@@ -164,9 +176,16 @@ async def run(state: AppState, work: Work, request: Request) -> tuple[Result, Ti
 
 async def solve(state: AppState, req: SolveRequest, request: Request) -> SolveResponse:
     request.state.labels = RequestLabels("solve", req.task, width_label(req.width))
-    _check_ready(state)
+    check_ready(state)
     work = prepare_solve(req, state.registry, state.settings)
-    result, timing = await run(state, work, request)
+    result, timing = await wait(state, admit(state, work), request)
+    return solve_response(state, req, work, result, timing)
+
+
+def solve_response(
+    state: AppState, req: SolveRequest, work: Work, result: Result, timing: Timing
+) -> SolveResponse:
+    """The wire answer of /solve (also the `done` event of a stream); records the quality metrics."""
     assert isinstance(result, SolveResult)
     if result.num_trajectories:
         state.metrics.valid_ratio.observe(result.num_valid_trajectories / result.num_trajectories)
@@ -197,9 +216,16 @@ async def solve(state: AppState, req: SolveRequest, request: Request) -> SolveRe
 
 async def generate(state: AppState, req: GenerateRequest, request: Request) -> GenerateResponse:
     request.state.labels = RequestLabels("generate", req.task, width_label(req.count))
-    _check_ready(state)
+    check_ready(state)
     work = prepare_generate(req, state.registry, state.settings)
-    result, timing = await run(state, work, request)
+    result, timing = await wait(state, admit(state, work), request)
+    return generate_response(state, req, work, result, timing)
+
+
+def generate_response(
+    state: AppState, req: GenerateRequest, work: Work, result: Result, timing: Timing
+) -> GenerateResponse:
+    """The wire answer of /generate (also the `done` event of a stream); records the quality metrics."""
     assert isinstance(result, GenerateResult)
     if result.samples:
         state.metrics.valid_ratio.observe(result.num_valid / len(result.samples))

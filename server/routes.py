@@ -1,7 +1,8 @@
 """HTTP routes: each validates its body (pydantic), calls the service and returns its answer.
 
-Receives HTTP requests; hands on wire responses (server/schemas.py) or raises ApiError. Routes
-hold no logic: /solve and /generate go to server/request.py, then the batcher and the engine.
+Receives HTTP requests; hands on wire responses (gram_client/schemas.py) or raises ApiError. Routes
+hold no logic: /solve and /generate go to server/request.py (streamed: server/stream.py), then the
+batcher and the engine.
 """
 
 from __future__ import annotations
@@ -10,20 +11,26 @@ import secrets
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
-from server import request as requests
-from server.errors import ApiError
-from server.schemas import (
+from gram_client.schemas import (
+    CandidateEvent,
     ErrorResponse,
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
     ModelInfo,
     ModelsResponse,
+    ProgressEvent,
     ReadyResponse,
+    SampleEvent,
     SolveRequest,
     SolveResponse,
 )
+from server import request as requests
+from server import stream
+from server.errors import ApiError
 from server.state import AppState
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -64,15 +71,65 @@ router = APIRouter()
 protected = [Depends(api_key)]
 
 
-@router.post("/solve", response_model=SolveResponse, responses=_ERRORS, dependencies=protected)
-async def solve(body: SolveRequest, request: Request) -> SolveResponse:
+def _inline(model: type[BaseModel]) -> dict[str, Any]:
+    """A wire model's JSON schema whose references point at the components (the answers use them)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+def _streamed(
+    answer: str, answer_model: type[BaseModel], done_model: type[BaseModel]
+) -> dict[int | str, Any]:
+    """The 200 answer as Server-Sent Events: one schema per event (OpenAPI 3.1: `schema` describes
+    each event), its `data` JSON of the event's wire model."""
+    data = {
+        "progress": _inline(ProgressEvent),
+        answer: _inline(answer_model),
+        "done": {"$ref": f"#/components/schemas/{done_model.__name__}"},
+        "error": {"$ref": "#/components/schemas/ErrorResponse"},
+    }
+    events = [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": schema},
+            },
+        }
+        for name, schema in data.items()
+    ]
+    text = (
+        f'`"stream": true` in the body (or Accept: text/event-stream): Server-Sent Events `progress`, '
+        f"`{answer}`, then `done` (the JSON answer) or `error` (the envelope)"
+    )
+    return {200: {"description": text, "content": {stream.MEDIA_TYPE: {"schema": {"oneOf": events}}}}}
+
+
+@router.post(
+    "/solve",
+    response_model=SolveResponse,
+    responses={**_ERRORS, **_streamed("candidate", CandidateEvent, SolveResponse)},
+    dependencies=protected,
+)
+async def solve(body: SolveRequest, request: Request) -> SolveResponse | StreamingResponse:
     """Conditional sampling p(y|x): `width` trajectories for one puzzle, verified and ranked."""
+    if stream.wants_stream(body.stream, request):
+        return await stream.solve(app_state(request), body, request)
     return await requests.solve(app_state(request), body, request)
 
 
-@router.post("/generate", response_model=GenerateResponse, responses=_ERRORS, dependencies=protected)
-async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
+@router.post(
+    "/generate",
+    response_model=GenerateResponse,
+    responses={**_ERRORS, **_streamed("sample", SampleEvent, GenerateResponse)},
+    dependencies=protected,
+)
+async def generate(body: GenerateRequest, request: Request) -> GenerateResponse | StreamingResponse:
     """Unconditional sampling p(x) from a generator checkpoint, every sample verified."""
+    if stream.wants_stream(body.stream, request):
+        return await stream.generate(app_state(request), body, request)
     return await requests.generate(app_state(request), body, request)
 
 

@@ -1,6 +1,7 @@
-"""The import graph of docs/style.md holds: nothing imports server (but clients, which import only
-server.schemas); server -> model -> kernels; server, model -> tasks; kernels and tasks import no
-other project folder; only server imports fastapi; clients and server.schemas never pull in torch."""
+"""The import graph of docs/style.md holds: gram_client (SDK, CLI, wire schemas) imports no other
+project folder, so it installs alone; server imports only gram_client.schemas of it; nothing imports
+server; server -> model -> kernels; server, model -> tasks; kernels and tasks import no other project
+folder; only server imports fastapi; gram_client never pulls in torch, numpy or fastapi."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("tasks", "model", "kernels", "server", "clients")
+PACKAGES = ("tasks", "model", "kernels", "server", "gram_client")
 ALLOWED = {  # package -> project packages it may import
     "tasks": set(),
     "kernels": set(),
+    "gram_client": set(),
     "model": {"kernels", "tasks"},
-    "server": {"model", "tasks", "kernels"},
-    "clients": {"server"},
+    "server": {"model", "tasks", "kernels", "gram_client"},
 }
 
 
@@ -33,7 +34,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 def files(package: str) -> list[Path]:
-    return sorted((ROOT / package).rglob("*.py"))
+    return sorted(p for p in (ROOT / package).rglob("*.py") if "build" not in p.relative_to(ROOT).parts)
 
 
 def test_imports_point_one_way() -> None:
@@ -47,33 +48,33 @@ def test_imports_point_one_way() -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_clients_import_only_the_wire_schemas_of_server() -> None:
+def test_server_imports_only_the_wire_schemas_of_the_client() -> None:
     bad = [
         f"{path.relative_to(ROOT)} imports {name}"
-        for path in files("clients")
+        for path in files("server")
         for name in imports_of(path)
-        if name.split(".")[0] == "server"
-        and name not in ("server", "server.schemas")
-        and not name.startswith("server.schemas.")
+        if name.split(".")[0] == "gram_client"
+        and name != "gram_client.schemas"
+        and not name.startswith("gram_client.schemas.")
     ]
     assert not bad, "\n".join(bad)
 
 
 def test_nothing_outside_imports_server_and_only_server_imports_fastapi() -> None:
-    for package in ("tasks", "model", "kernels"):
+    for package in ("tasks", "model", "kernels", "gram_client"):
         for path in files(package):
             names = {n.split(".")[0] for n in imports_of(path)}
             assert "server" not in names, path
             assert not names & {"fastapi", "starlette", "uvicorn"}, path
-    for path in files("clients"):
-        assert not {n.split(".")[0] for n in imports_of(path)} & {"fastapi", "starlette", "torch"}, path
+    for path in files("gram_client"):
+        assert not {n.split(".")[0] for n in imports_of(path)} & {"torch", "numpy"}, path
 
 
-def test_wire_schemas_load_without_torch_or_fastapi() -> None:
+def test_client_package_loads_without_torch_or_fastapi() -> None:
     code = (
-        "import sys, server.schemas; "
-        "heavy = sorted(m for m in ('torch', 'fastapi', 'numpy', 'model', 'tasks') if m in sys.modules); "
-        "print(','.join(heavy))"
+        "import sys, gram_client, gram_client.cli, gram_client.schemas, gram_client.loadgen.__main__; "
+        "heavy = ('torch', 'fastapi', 'numpy', 'model', 'tasks', 'server'); "
+        "print(','.join(sorted(m for m in heavy if m in sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"server.schemas pulled in {out.stdout.strip()}"
+    assert out.stdout.strip() == "", f"gram_client pulled in {out.stdout.strip()}"

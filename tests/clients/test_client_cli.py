@@ -1,4 +1,4 @@
-"""The CLI end to end: `python -m clients ...` as a subprocess against the live server, human
+"""The CLI end to end: `python -m gram_client ...` as a subprocess against the live server, human
 output (boards, badges) and `--json`, every puzzle source (literal, file, stdin, DIMACS), and the
 exit statuses for a refused request (1), bad input (2) and no server (3).
 """
@@ -18,7 +18,7 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("GRAM_URL", None)
     return subprocess.run(
-        [sys.executable, "-m", "clients", *args],
+        [sys.executable, "-m", "gram_client", *args],
         cwd=REPO,
         input=stdin,
         capture_output=True,

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from clients import (
+from gram_client import (
     NO_RETRY,
     AsyncGramClient,
     GramClient,
@@ -22,7 +22,7 @@ from clients import (
     OverloadedError,
     RetryPolicy,
 )
-from server.schemas import ColoringSolution, QueensPuzzle, SolveResponse
+from gram_client.schemas import ColoringSolution, QueensPuzzle, SolveResponse
 from tests.serverkit import QUEUE_ROWS, ServerProcess, free_port, metric
 
 SUDOKU = "1.3.\n..1.\n.1..\n4..."

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from clients.loadgen.__main__ import check_loopback, main
-from clients.loadgen.runner import poisson_schedule
-from clients.loadgen.stats import Result, percentile, summarise
+from gram_client.loadgen.__main__ import check_loopback, main
+from gram_client.loadgen.runner import poisson_schedule
+from gram_client.loadgen.stats import Result, percentile, summarise
 from tests.serverkit import ServerProcess
 
 

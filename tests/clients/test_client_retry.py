@@ -12,7 +12,7 @@ import random
 import httpx
 import pytest
 
-from clients import (
+from gram_client import (
     AsyncGramClient,
     GramClient,
     GramConnectionError,
@@ -24,7 +24,7 @@ from clients import (
     ServerError,
     UnavailableError,
 )
-from clients.errors import error_from_response, parse_retry_after
+from gram_client.errors import error_from_response, parse_retry_after
 
 SOLVED = {
     "task": "sudoku",

@@ -125,7 +125,7 @@ def test_dockerfile_is_pinned_non_root_and_healthchecked() -> None:
         p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and p[0] != "#"
     ]
     copied = [line.split()[1] for line in lines if line.startswith("COPY ")]
-    assert {"requirements.txt", "server/", "clients/", "model/", "checkpoints/"} <= set(copied)
+    assert {"requirements.txt", "server/", "gram_client/", "model/", "checkpoints/"} <= set(copied)
     for source in copied:
         assert (REPO / source).exists(), source
         assert not _dockerignored(source.rstrip("/"), ignore), f"{source} is excluded by .dockerignore"

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clients import GramClient, GramError, RetryPolicy
+from gram_client import GramClient, GramError, RetryPolicy
 from tests.serverkit import ServerProcess, free_port, metric, start_server
 
 REPO = Path(__file__).resolve().parents[2]

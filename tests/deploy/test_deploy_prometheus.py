@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from clients import NO_RETRY, GramClient, GramError, OverloadedError
+from gram_client import NO_RETRY, GramClient, GramError, OverloadedError
 from tests.deploy.dashboard import PROMETHEUS_OWN, exported_names, load, queries, selected_metrics
 from tests.serverkit import QUEUE_ROWS, ServerProcess, free_port, metric
 

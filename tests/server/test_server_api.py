@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.schemas import GenerateResponse, SolveResponse
+from gram_client.schemas import GenerateResponse, SolveResponse
 from tasks import get_task
 from tasks.base import Task, TaskError
 from tests.serverkit import METRIC_NAMES, PUZZLES, TINY, metric

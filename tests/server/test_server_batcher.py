@@ -183,7 +183,7 @@ def test_on_step_sees_each_step_of_its_job() -> None:
     """The hook a progress stream needs: after every step, the job's state and its chunks' steps."""
     eng = FakeEngine()
     b = make(eng)
-    seen: list[tuple[str, list[int]]] = []
+    seen: list[tuple[str, list[int], int]] = []
 
     async def main() -> list[int]:
         result, _ = await b.run(
@@ -191,7 +191,9 @@ def test_on_step_sees_each_step_of_its_job() -> None:
             "w",
             8,
             3,
-            on_step=lambda job: seen.append((job.progress, [c.steps_done for c in job.chunks])),
+            on_step=lambda job, states: seen.append(
+                (job.progress, [c.steps_done for c in job.chunks], len(states))
+            ),
         )
         return list(result)
 
@@ -199,8 +201,9 @@ def test_on_step_sees_each_step_of_its_job() -> None:
         assert asyncio.run(main()) == list(range(8))
     finally:
         b.close()
-    assert [p for p, _ in seen] == ["w"] * 3
-    assert [steps for _, steps in seen] == [[1, 1], [2, 2], []]  # finished chunks have left the job
+    assert [p for p, _, _ in seen] == ["w"] * 3
+    assert [steps for _, steps, _ in seen] == [[1, 1], [2, 2], []]  # finished chunks have left the job
+    assert [n for _, _, n in seen] == [2, 2, 2]  # ... but the hook still sees their last states
 
 
 def test_two_models_share_the_worker() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gram_client.schemas import ErrorResponse
 from server.app import create_app
-from server.schemas import ErrorResponse
 from server.settings import Settings
 from tests.serverkit import PUZZLES, TEST_SETTINGS, run_server
 

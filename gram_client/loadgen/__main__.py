@@ -1,9 +1,9 @@
-"""`python -m clients.loadgen`: the load benchmark of serving.md section 5 against a running server
+"""`python -m gram_client.loadgen`: the load benchmark of serving.md section 5 against a running server
 (or one it starts with `--spawn-server`), on loopback only unless `--allow-remote`.
 
 Phases: closed loops per width (one client: latency; many: capacity), open loop with Poisson arrivals at fractions of the
 capacity, mixed widths for head-of-line blocking (width-1 latency with and without wide traffic),
-overload at 150 % (expects 429s, not timeouts). Writes JSON + CSV + PNG (clients/loadgen/report.py).
+overload at 150 % (expects 429s, not timeouts). Writes JSON + CSV + PNG (gram_client/loadgen/report.py).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from clients.errors import GramError
-from clients.loadgen.puzzles import puzzle_set
-from clients.loadgen.report import git_commit, host, knobs_from_metrics, versions, write_outputs
-from clients.loadgen.runner import Job, closed_loop, open_loop, poisson_schedule
-from clients.loadgen.stats import Result, Summary, summarise
-from clients.retry import NO_RETRY
-from clients.sdk import AsyncGramClient
-from server.schemas import ModelInfo, TaskName
+from gram_client.errors import GramError
+from gram_client.loadgen.puzzles import puzzle_set
+from gram_client.loadgen.report import git_commit, host, knobs_from_metrics, versions, write_outputs
+from gram_client.loadgen.runner import Job, closed_loop, open_loop, poisson_schedule
+from gram_client.loadgen.stats import Result, Summary, summarise
+from gram_client.retry import NO_RETRY
+from gram_client.schemas import ModelInfo, TaskName
+from gram_client.sdk import AsyncGramClient
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def _mix(text: str) -> list[tuple[int, float]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m clients.loadgen", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m gram_client.loadgen", description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--allow-remote", action="store_true", help="permit a non-loopback server")
     p.add_argument(

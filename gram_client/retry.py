@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from clients.errors import GramConnectionError, GramError
+from gram_client.errors import GramConnectionError, GramError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Wire schemas of the HTTP contract (docs serving.md section 1-2): requests, responses, errors.
 
-Receives nothing; hands on pydantic models that the routes validate against and that the clients
-import to build requests and read responses. Pydantic and the standard library only: no torch, no
+Receives nothing; hands on pydantic models that the server's routes validate against and that the
+SDK builds requests from and reads responses into. Pydantic and the standard library only: no torch, no
 FastAPI, no server internals. Caps that depend on settings (max width, steps...) are checked by
 the server, not here; the puzzle's task-native content is checked by the task's parser.
 """
@@ -149,6 +149,11 @@ class SolveRequest(_Strict):
         description="stop sibling trajectories once this many distinct valid candidates exist "
         "(which trajectories ran then depends on the server's scheduling)",
     )
+    stream: bool = Field(
+        default=False,
+        description="answer text/event-stream: progress and candidate events, then done "
+        "(this response) or error; as does `Accept: text/event-stream`",
+    )
 
     @field_validator("puzzle")
     @classmethod
@@ -230,6 +235,7 @@ class GenerateRequest(_Strict):
     seed: Seed | None = None
     deadline_ms: Positive | None = None
     model: ModelName | None = None
+    stream: bool = Field(default=False, description="answer text/event-stream with sample events")
 
 
 class Sample(BaseModel):
@@ -247,6 +253,39 @@ class GenerateResponse(BaseModel):
     num_valid: int
     num_distinct: int
     timing_ms: Timing
+
+
+class ProgressEvent(BaseModel):
+    """Stream event `progress`: after each supervision step of the request (at most one per step)."""
+
+    step: int  # supervision steps done, averaged over the request's trajectories (rounded down)
+    valid_trajectories: int  # trajectories whose current answer verifies
+    distinct_valid: int  # distinct valid answers seen so far
+    elapsed_ms: float  # since the request arrived
+
+
+class CandidateEvent(BaseModel):
+    """Stream event `candidate`: a distinct valid answer, the first time a trajectory reaches it."""
+
+    solution: Solution
+    valid: bool
+    violations: int
+    score: float
+    trajectory: int  # the trajectory that reached it first
+    step: int  # after this many supervision steps
+    elapsed_ms: float
+
+
+class SampleEvent(BaseModel):
+    """Stream event `sample` of /generate: a distinct valid sample, the first time one appears."""
+
+    sample: Solution
+    valid: bool
+    violations: int
+    score: float
+    trajectory: int
+    step: int
+    elapsed_ms: float
 
 
 class ModelInfo(BaseModel):

@@ -1,9 +1,10 @@
 """The GRAM SDK: `GramClient` (sync) and `AsyncGramClient` (asyncio) over httpx.
 
 Receives Python values (task, task-native puzzle, width, steps...), builds the wire requests from
-`server.schemas`, and hands on the typed responses of the same module (`SolveResponse`,
-`GenerateResponse`, `ModelInfo`...). Non-2xx answers raise `clients.errors` exceptions carrying the
-server's envelope; connection errors, 429 and 503 are retried per `clients.retry.RetryPolicy`.
+`gram_client.schemas`, and hands on the typed responses of the same module (`SolveResponse`,
+`GenerateResponse`, `ModelInfo`...), or for `solve_stream` / `generate_stream` the typed events of
+`gram_client.stream` as they arrive. Non-2xx answers raise `gram_client.errors` exceptions carrying the
+server's envelope; connection errors, 429 and 503 are retried per `gram_client.retry.RetryPolicy`.
 """
 
 from __future__ import annotations
@@ -11,21 +12,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import httpx
 import pydantic
 
-from clients.errors import (
+from gram_client.errors import (
     GramConnectionError,
     GramError,
     GramTimeoutError,
     GramValidationError,
     error_from_response,
 )
-from clients.retry import RetryPolicy
-from server.schemas import (
+from gram_client.retry import RetryPolicy
+from gram_client.schemas import (
     GenerateRequest,
     GenerateResponse,
     HealthResponse,
@@ -37,6 +38,7 @@ from server.schemas import (
     SolveResponse,
     TaskName,
 )
+from gram_client.stream import GenerateEvent, SolveEvent, aevents, events
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = "gram-client/0.1"
@@ -109,7 +111,11 @@ def _checked(cls: type[R], fields: dict[str, Any]) -> R:
 
 
 def _body(request: pydantic.BaseModel) -> dict[str, Any]:
-    return request.model_dump(mode="json", exclude_none=True)
+    """The JSON body; `stream` is left out (the streaming methods send `"stream": true`)."""
+    return request.model_dump(mode="json", exclude_none=True, exclude={"stream"})
+
+
+STREAM_HEADERS = {"Accept": "text/event-stream"}
 
 
 class _Base:
@@ -215,6 +221,31 @@ class GramClient(_Base):
                 raise error
             self._sleep(delay)
 
+    def _stream(self, path: str, body: dict[str, Any], generate: bool) -> Iterator[pydantic.BaseModel]:
+        """POST with `"stream": true`; retried like `_send` until the first event arrives, not after."""
+        attempt, started = 0, False
+        while True:
+            attempt += 1
+            try:
+                with self._http.stream(
+                    "POST", path, json={**body, "stream": True}, headers=STREAM_HEADERS
+                ) as response:
+                    if not response.is_success:
+                        response.read()
+                        self._check(response)
+                    for event in events(response.iter_lines(), generate):
+                        started = True
+                        yield event
+                    return
+            except httpx.TransportError as exc:
+                error = self._transport_error(exc, "POST", path)
+            except GramError as exc:
+                error = exc
+            delay = None if started else self._next_delay(error, attempt)
+            if delay is None:
+                raise error
+            self._sleep(delay)
+
     def _get(self, path: str, cls: type[R]) -> R:
         return cls.model_validate_json(self._send("GET", path).content)
 
@@ -251,6 +282,28 @@ class GramClient(_Base):
 
     def solve_request(self, request: SolveRequest) -> SolveResponse:
         return SolveResponse.model_validate_json(self._send("POST", "/solve", _body(request)).content)
+
+    def solve_stream(self, task: TaskName, puzzle: Any, **options: Any) -> Iterator[SolveEvent]:
+        """POST /solve streamed (same keyword arguments as `solve`): `ProgressEvent`s and a
+        `CandidateEvent` per distinct valid answer as it appears, then the `SolveResponse` (done)
+        or an `ErrorResponse` (the request failed after the stream began), last.
+
+        >>> for event in gram.solve_stream("sudoku", "1..4..1.2...43..", width=32):
+        ...     if isinstance(event, CandidateEvent):
+        ...         print(event.solution)
+        """
+        return self.solve_stream_request(solve_request(task, puzzle, **options))
+
+    def solve_stream_request(self, request: SolveRequest) -> Iterator[SolveEvent]:
+        return cast(Iterator[SolveEvent], self._stream("/solve", _body(request), generate=False))
+
+    def generate_stream(
+        self, task: TaskName = "sudoku", size: int | None = None, **options: Any
+    ) -> Iterator[GenerateEvent]:
+        """POST /generate streamed: progress, a `SampleEvent` per distinct valid sample, then the
+        `GenerateResponse` (done) or an `ErrorResponse`."""
+        body = _body(generate_request(task, size, **options))
+        return cast(Iterator[GenerateEvent], self._stream("/generate", body, generate=True))
 
     def generate(
         self,
@@ -346,6 +399,32 @@ class AsyncGramClient(_Base):
                 raise error
             await asyncio.sleep(delay)
 
+    async def _stream(
+        self, path: str, body: dict[str, Any], generate: bool
+    ) -> AsyncIterator[pydantic.BaseModel]:
+        attempt, started = 0, False
+        while True:
+            attempt += 1
+            try:
+                async with self._http.stream(
+                    "POST", path, json={**body, "stream": True}, headers=STREAM_HEADERS
+                ) as response:
+                    if not response.is_success:
+                        await response.aread()
+                        self._check(response)
+                    async for event in aevents(response.aiter_lines(), generate):
+                        started = True
+                        yield event
+                    return
+            except httpx.TransportError as exc:
+                error = self._transport_error(exc, "POST", path)
+            except GramError as exc:
+                error = exc
+            delay = None if started else self._next_delay(error, attempt)
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+
     async def _get(self, path: str, cls: type[R]) -> R:
         return cls.model_validate_json((await self._send("GET", path)).content)
 
@@ -380,6 +459,19 @@ class AsyncGramClient(_Base):
     async def solve_request(self, request: SolveRequest) -> SolveResponse:
         response = await self._send("POST", "/solve", _body(request))
         return SolveResponse.model_validate_json(response.content)
+
+    def solve_stream(self, task: TaskName, puzzle: Any, **options: Any) -> AsyncIterator[SolveEvent]:
+        """`async for event in gram.solve_stream(...)`: the events of `GramClient.solve_stream`."""
+        return self.solve_stream_request(solve_request(task, puzzle, **options))
+
+    def solve_stream_request(self, request: SolveRequest) -> AsyncIterator[SolveEvent]:
+        return cast(AsyncIterator[SolveEvent], self._stream("/solve", _body(request), generate=False))
+
+    def generate_stream(
+        self, task: TaskName = "sudoku", size: int | None = None, **options: Any
+    ) -> AsyncIterator[GenerateEvent]:
+        body = _body(generate_request(task, size, **options))
+        return cast(AsyncIterator[GenerateEvent], self._stream("/generate", body, generate=True))
 
     async def generate(
         self,

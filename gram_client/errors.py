@@ -89,6 +89,10 @@ class ServerError(GramError):
     """500 and other 5xx: a server bug or a failing proxy; report the `request_id`."""
 
 
+class StreamFailedError(GramError):
+    """A streamed request failed after its stream began: the server's `error` event (status 200)."""
+
+
 class GramConnectionError(GramError):
     """No HTTP response: connection refused or reset, DNS failure, read/write error."""
 

@@ -1,8 +1,8 @@
-"""`python -m clients`: solve, generate and list models from the command line.
+"""`python -m gram_client`: solve, generate and list models from the command line.
 
 Receives argparse arguments: a puzzle as a literal, a file (`-` for stdin) or a DIMACS `.col` file;
 hands them to `GramClient` and prints boards with verifier badges, or the response JSON (`--json`)
-for scripts. Exit status: 0 answered, 1 the server refused (error envelope), 2 bad input or usage,
+for scripts; `solve --stream` prints a live progress line and each candidate as it verifies. Exit status: 0 answered, 1 the server refused (error envelope), 2 bad input or usage,
 3 no answer (connection failure or timeout).
 """
 
@@ -17,12 +17,19 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from clients.dimacs import DimacsError, looks_like_dimacs, parse_dimacs
-from clients.errors import GramConnectionError, GramError, GramTimeoutError
-from clients.render import badge, render_answer, sudoku_digits
-from clients.retry import RetryPolicy
-from clients.sdk import DEFAULT_URL, GramClient
-from server.schemas import GenerateResponse, ModelInfo, SolveResponse
+from gram_client.dimacs import DimacsError, looks_like_dimacs, parse_dimacs
+from gram_client.errors import GramConnectionError, GramError, GramTimeoutError, StreamFailedError
+from gram_client.render import badge, render_answer, sudoku_digits
+from gram_client.retry import RetryPolicy
+from gram_client.schemas import (
+    CandidateEvent,
+    ErrorResponse,
+    GenerateResponse,
+    ModelInfo,
+    ProgressEvent,
+    SolveResponse,
+)
+from gram_client.sdk import DEFAULT_URL, GramClient
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NO_ANSWER = 0, 1, 2, 3
 TASKS = ("sudoku", "nqueens", "graph_coloring")
@@ -191,7 +198,7 @@ def _add_common(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m clients", description="GRAM serve client.")
+    parser = argparse.ArgumentParser(prog="gram-client", description="GRAM serve client.")
     _add_common(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -207,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--model")
     solve.add_argument("--stop-after-valid", type=int, help="stop siblings after this many valid candidates")
     solve.add_argument("--colors", type=int, default=3, help="graph colouring: colours (DIMACS has none)")
+    solve.add_argument(
+        "--stream",
+        action="store_true",
+        help="show progress and each valid candidate as it appears (--json: one event per line)",
+    )
     _add_common(solve, suppress=True)
 
     gen = sub.add_parser("generate", help="unconditional samples (POST /generate)")
@@ -244,7 +256,7 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
         with GramClient(
             args.url, timeout=args.timeout, retry=retry, api_key=args.api_key, on_retry=on_retry
         ) as gram:
-            text, payload = _run(args, gram, color)
+            text, payload = _run(args, gram, color, out, err)
     except InputError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_USAGE
@@ -259,13 +271,13 @@ def main(argv: list[str] | None = None, stdout: TextIO | None = None, stderr: Te
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, gram: GramClient, color: bool) -> tuple[str, str]:
+def _run(
+    args: argparse.Namespace, gram: GramClient, color: bool, out: TextIO, err: TextIO
+) -> tuple[str, str]:
     """Run one subcommand -> (human text, JSON text)."""
     if args.command == "solve":
         puzzle = read_puzzle(args.task, args.puzzle, args.colors)
-        answer = gram.solve(
-            args.task,
-            puzzle,
+        options: dict[str, Any] = dict(
             width=args.width,
             steps=args.steps,
             seed=args.seed,
@@ -275,6 +287,9 @@ def _run(args: argparse.Namespace, gram: GramClient, color: bool) -> tuple[str, 
             model=args.model,
             stop_after_valid=args.stop_after_valid,
         )
+        if args.stream:
+            return _solve_stream(args, gram, puzzle, options, color, out, err)
+        answer = gram.solve(args.task, puzzle, **options)
         return format_solve(answer, puzzle, color=color, ascii=args.ascii), answer.model_dump_json(indent=2)
     if args.command == "generate":
         sample = gram.generate(
@@ -294,3 +309,103 @@ def _run(args: argparse.Namespace, gram: GramClient, color: bool) -> tuple[str, 
     ready = gram.ready()
     text = f"{args.url}: alive ({health.status}), ready with models {', '.join(ready.models) or '(none)'}"
     return text, json.dumps({"health": health.model_dump(), "ready": ready.model_dump()}, indent=2)
+
+
+class _ProgressLine:
+    """One status line on stderr: rewritten in place on a terminal, one line per update otherwise."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.tty = err.isatty()
+        self.shown = False
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.err.write("\r\033[K" + text)
+            self.shown = True
+        else:
+            self.err.write(text + "\n")
+        self.err.flush()
+
+    def clear(self) -> None:
+        if self.shown:
+            self.err.write("\r\033[K")
+            self.err.flush()
+            self.shown = False
+
+
+def _solve_stream(
+    args: argparse.Namespace,
+    gram: GramClient,
+    puzzle: Any,
+    options: dict[str, Any],
+    color: bool,
+    out: TextIO,
+    err: TextIO,
+) -> tuple[str, str]:
+    """Print each event as it arrives; return the closing text (ranking and totals) or done's JSON."""
+    line = _ProgressLine(err)
+    found = 0
+    for event in gram.solve_stream(args.task, puzzle, **options):
+        if isinstance(event, ErrorResponse):
+            line.clear()
+            e = event.error
+            raise StreamFailedError(
+                e.message,
+                status=200,
+                type=e.type,
+                field=e.field,
+                retryable=e.retryable,
+                request_id=e.request_id,
+            )
+        if isinstance(event, SolveResponse):
+            line.clear()
+            if args.json:
+                return "", json.dumps({"event": "done", "data": event.model_dump(mode="json")})
+            return _stream_summary(event, color), ""
+        if args.json:
+            name = "progress" if isinstance(event, ProgressEvent) else "candidate"
+            print(json.dumps({"event": name, "data": event.model_dump(mode="json")}), file=out, flush=True)
+        elif isinstance(event, ProgressEvent):
+            line.show(
+                f"step {event.step}/{args.steps} · {event.valid_trajectories}/{args.width} trajectories valid "
+                f"· {event.distinct_valid} distinct · {event.elapsed_ms:.0f} ms"
+            )
+        elif isinstance(event, CandidateEvent):
+            line.clear()
+            found += 1
+            tag = badge(event.valid, event.violations, event.score, color=color)
+            print(
+                f"candidate {found} (trajectory {event.trajectory}, step {event.step}, "
+                f"{event.elapsed_ms:.0f} ms)  {tag}",
+                file=out,
+            )
+            print(
+                render_answer(args.task, _native(event.solution), puzzle, color=color, ascii=args.ascii),
+                file=out,
+            )
+            print(file=out, flush=True)
+    raise AssertionError("unreachable: the stream ends with done or error")  # events() enforces it
+
+
+def _stream_summary(answer: SolveResponse, color: bool) -> str:
+    """After the streamed candidates: the final ranking as badges, then the totals."""
+    lines = [
+        f"{answer.task} · model {answer.model} · seed {answer.seed} · width {answer.width} · steps {answer.steps}"
+    ]
+    for rank, cand in enumerate(answer.candidates, start=1):
+        tag = badge(
+            cand.valid,
+            cand.violations,
+            cand.score,
+            votes=cand.votes,
+            width=answer.width,
+            lprm=cand.lprm,
+            color=color,
+        )
+        lines.append(f"  {rank}. {tag}")
+    lines.append(
+        f"{answer.num_distinct} distinct; {answer.num_valid_trajectories}/{answer.num_trajectories} trajectories "
+        f"valid; {_timing(answer.timing_ms)}"
+    )
+    return "\n".join(lines)

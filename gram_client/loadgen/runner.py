@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clients.errors import (
+from gram_client.errors import (
     DeadlineExceededError,
     GramConnectionError,
     GramError,
@@ -24,9 +24,9 @@ from clients.errors import (
     OverloadedError,
     UnavailableError,
 )
-from clients.loadgen.stats import Result
-from clients.sdk import AsyncGramClient
-from server.schemas import TaskName
+from gram_client.loadgen.stats import Result
+from gram_client.schemas import TaskName
+from gram_client.sdk import AsyncGramClient
 
 
 @dataclass(frozen=True)

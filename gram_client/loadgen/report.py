@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clients.loadgen.stats import Summary
+from gram_client.loadgen.stats import Summary
 
 PACKAGES = ("torch", "triton", "numpy", "fastapi", "uvicorn", "pydantic", "httpx", "prometheus-client")
 

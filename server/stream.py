@@ -1,0 +1,224 @@
+"""Streamed /solve and /generate (serving.md section 1, "Streaming"): Server-Sent Events.
+
+Receives a validated request that asks for a stream; prepares and admits it as server/request.py
+does (so 422 / 429 / 503 stay plain responses), then hands on `progress` per step, `candidate` /
+`sample` when a distinct valid answer first appears among the rows' current answers (the engine
+verifies them after every step), and last `done` (the plain response) or `error` (the envelope).
+A client that goes away cancels the rows. Knows nothing of tensors or of row scheduling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from gram_client.schemas import (
+    CandidateEvent,
+    ErrorDetail,
+    ErrorResponse,
+    GenerateRequest,
+    ProgressEvent,
+    SampleEvent,
+    SolveRequest,
+    Timing,
+)
+from server import request as requests
+from server.batcher import Job
+from server.engine import Result, Work
+from server.errors import ApiError, request_id_of
+from server.metrics import RequestLabels, width_label
+from server.state import AppState
+
+log = logging.getLogger("gram.server")
+
+MEDIA_TYPE = "text/event-stream"
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
+
+Event = tuple[str, BaseModel]
+
+
+def wants_stream(flag: bool, request: Request) -> bool:
+    """`"stream": true` in the body, or an Accept header that asks for text/event-stream."""
+    return flag or MEDIA_TYPE in request.headers.get("accept", "")
+
+
+class Watch:
+    """One streamed request's view of its rows: after each step (on the batcher's worker thread) it
+    verifies the rows' current answers via the engine and queues the new events for the loop."""
+
+    def __init__(self, state: AppState, work: Work, arrived: float) -> None:
+        assert state.engine is not None  # ready
+        self.engine = state.engine
+        self.work = work
+        self.arrived = arrived
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[list[Event]] = asyncio.Queue()
+        self.valid = np.zeros(work.rows, dtype=bool)  # each trajectory's current answer verifies
+        self.keys: dict[bytes, Hashable] = {}  # answer tokens -> candidate key (up to symmetry)
+        self.seen: set[Hashable] = set()  # distinct valid answers announced
+        self.steps = np.zeros(work.rows, dtype=np.int64)  # supervision steps each trajectory has done
+        self.step = 0  # the request's step of the last `progress` sent
+
+    def on_step(self, job: Job, states: list[Any]) -> None:
+        events = self._look(states)
+        if events:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+                self.loop.call_soon_threadsafe(self.queue.put_nowait, events)
+
+    def _look(self, states: list[Any]) -> list[Event]:
+        peek = self.engine.peek(self.work, states)
+        self.valid[peek.traj] = peek.valid
+        self.steps[peek.traj] = peek.step
+        elapsed = (time.monotonic() - self.arrived) * 1000
+        task = self.work.entry.task
+        events: list[Event] = []
+        for i in np.flatnonzero(peek.valid):
+            raw = peek.tokens[i].tobytes()
+            if raw not in self.keys:
+                self.keys[raw] = task.candidate_key(peek.tokens[i])
+            key = self.keys[raw]
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            fields: dict[str, Any] = dict(
+                valid=True,
+                violations=int(peek.violations[i]),
+                score=float(peek.score[i]),
+                trajectory=int(peek.traj[i]),
+                step=int(peek.step[i]),
+                elapsed_ms=elapsed,
+            )
+            answer = task.decode(peek.tokens[i])
+            if self.work.endpoint == "solve":
+                events.append(("candidate", CandidateEvent(solution=answer, **fields)))
+            else:
+                events.append(("sample", SampleEvent(sample=answer, **fields)))
+        # steps averaged over the trajectories: a wide request's chunks may run steps apart (even
+        # one after another), and this still rises by at most one per step, to `steps` at the end
+        step = int(self.steps.sum()) // self.work.rows
+        if step > self.step:
+            self.step = step
+            progress = ProgressEvent(
+                step=step,
+                valid_trajectories=int(self.valid.sum()),
+                distinct_valid=len(self.seen),
+                elapsed_ms=elapsed,
+            )
+            events.insert(0, ("progress", progress))
+        return events
+
+
+def frame(name: str, data: BaseModel) -> str:
+    return f"event: {name}\ndata: {data.model_dump_json()}\n\n"
+
+
+def _envelope(err: ApiError, request: Request) -> ErrorResponse:
+    return ErrorResponse(
+        error=ErrorDetail(
+            type=err.type,
+            message=err.message,
+            field=err.field,
+            retryable=err.retryable,
+            request_id=request_id_of(request),
+        )
+    )
+
+
+async def _events(
+    state: AppState,
+    job: Job,
+    watch: Watch,
+    request: Request,
+    respond: Callable[[Result, Timing], BaseModel],
+) -> AsyncIterator[str]:
+    """The event stream of an admitted job; cancelling it (the client went) cancels the job's rows."""
+    endpoint = job.work.endpoint
+    counted = state.metrics.stream_events
+    # Starlette watches for the disconnect of a streaming response and cancels this generator
+    waiter = asyncio.ensure_future(requests.wait(state, job, request, watch_disconnect=False))
+    getter: asyncio.Future[list[Event]] | None = None
+    outcome = "disconnect"
+    try:
+        while True:
+            getter = asyncio.ensure_future(watch.queue.get())
+            done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                batch = getter.result()
+            else:
+                getter.cancel()
+                batch = []
+                while not watch.queue.empty():
+                    batch += watch.queue.get_nowait()
+            for name, data in batch:
+                counted.labels(endpoint=endpoint, event=name).inc()
+                yield frame(name, data)
+            if getter in done:
+                continue
+            try:
+                result, timing = waiter.result()
+            except ApiError as err:
+                outcome = "error"
+                counted.labels(endpoint=endpoint, event="error").inc()
+                yield frame("error", _envelope(err, request))
+                return
+            except Exception:
+                log.exception("streamed request failed")
+                outcome = "error"
+                rid = request_id_of(request)
+                bug = ApiError(500, f"internal error; request id {rid}", type="internal_error")
+                counted.labels(endpoint=endpoint, event="error").inc()
+                yield frame("error", _envelope(bug, request))
+                return
+            outcome = "done"
+            counted.labels(endpoint=endpoint, event="done").inc()
+            yield frame("done", respond(result, timing))
+            return
+    finally:
+        if getter is not None:
+            getter.cancel()
+        if not waiter.done():
+            waiter.cancel()
+            assert state.batcher is not None
+            state.batcher.cancel(job, "disconnect")
+        state.metrics.streams.labels(endpoint=endpoint, outcome=outcome).inc()
+
+
+def _start(
+    state: AppState, work: Work, request: Request, respond: Callable[[Result, Timing], BaseModel]
+) -> StreamingResponse:
+    arrived = getattr(request.state, "arrived", time.monotonic())
+    watch = Watch(state, work, arrived)
+    job = requests.admit(state, work, on_step=watch.on_step)  # 429 / 503 here: a plain response
+    return StreamingResponse(
+        _events(state, job, watch, request, respond), media_type=MEDIA_TYPE, headers=HEADERS
+    )
+
+
+async def solve(state: AppState, req: SolveRequest, request: Request) -> StreamingResponse:
+    request.state.labels = RequestLabels("solve", req.task, width_label(req.width))
+    requests.check_ready(state)
+    work = requests.prepare_solve(req, state.registry, state.settings)
+    return _start(
+        state, work, request, lambda result, timing: requests.solve_response(state, req, work, result, timing)
+    )
+
+
+async def generate(state: AppState, req: GenerateRequest, request: Request) -> StreamingResponse:
+    request.state.labels = RequestLabels("generate", req.task, width_label(req.count))
+    requests.check_ready(state)
+    work = requests.prepare_generate(req, state.registry, state.settings)
+    return _start(
+        state,
+        work,
+        request,
+        lambda result, timing: requests.generate_response(state, req, work, result, timing),
+    )
