@@ -151,6 +151,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--shapes", default="nqueens-8", help="task keys, e.g. sudoku-4,nqueens-8")
     ap.add_argument("--batches", default="64", help="batch sizes, e.g. 64,256")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"among {', '.join(VARIANTS)}")
+    ap.add_argument("--gemms", default=",".join(GEMMS), help=f"GEMM replays among {', '.join(GEMMS)}")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--layers", type=int, default=2)
@@ -174,15 +175,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = [v for v in args.variants.split(",") if v]
-    if any(v not in VARIANTS for v in variants):
-        raise SystemExit(f"variants must be among {VARIANTS}")
+    if any(v not in VARIANTS for v in variants) or any(g not in GEMMS for g in args.gemms.split(",") if g):
+        raise SystemExit(f"variants must be among {VARIANTS}, gemms among {GEMMS}")
     t_start = time.perf_counter()
     benches: list[Bench] = []
     failed = []
     for shape in args.shapes.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             flops, calls = step_profile(shape, batch, args)
-            for gemm in GEMMS:
+            for gemm in [g for g in args.gemms.split(",") if g]:
                 replay, gflops = make_replay(calls, torch.float32 if gemm == "gemm-fp32" else torch.bfloat16)
                 benches.append(Bench(shape, batch, gemm, replay, gflops))
             for variant in variants:
@@ -234,9 +235,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         base = same.get(variants[0])
         r["speedup"] = base["ms"] / r["ms"] if base else float("nan")
-        r["of_gemm_fp32"] = r["gflops"] / same["gemm-fp32"]["gflops"]
-        r["of_gemm_bf16"] = r["gflops"] / same["gemm-bf16"]["gflops"]
-        r["of_best_gemm"] = r["gflops"] / max(same["gemm-fp32"]["gflops"], same["gemm-bf16"]["gflops"])
+        for gemm in GEMMS:
+            r[f"of_{gemm}"] = r["gflops"] / same[gemm]["gflops"] if gemm in same else float("nan")
+        r["of_best_gemm"] = r["gflops"] / max(same[g]["gflops"] for g in GEMMS if g in same)
     cpu = f"{platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, amx_bf16={cpu_has_amx_bf16()}"
     report = {
         "command": "python bench/bench_train.py " + shlex.join(argv),
@@ -264,8 +265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         else:
             print(
                 f"| {r['shape']} | {r['batch']} | {r['variant']} | {r['ms']:.1f} | {r['examples_per_s']:.0f} "
-                f"| {r['speedup']:.2f}x | {r['gflops']:.1f} | {100 * r['of_gemm_fp32']:.0f} | "
-                f"{100 * r['of_gemm_bf16']:.0f} | {r['warmup_s']:.1f} | {r['first_loss']:.5f} |"
+                f"| {r['speedup']:.2f}x | {r['gflops']:.1f} | {100 * r['of_gemm-fp32']:.0f} | "
+                f"{100 * r['of_gemm-bf16']:.0f} | {r['warmup_s']:.1f} | {r['first_loss']:.5f} |"
             )
     for f in failed:
         print(f"| {f['shape']} | {f['batch']} | {f['variant']} | failed: {f['error'][:150]} | | | | | | | |")
