@@ -108,7 +108,10 @@ class TrainConfig:
     kl_warmup_steps: int = 0  # beta ramps linearly from 0 over these steps (0 = off)
     halt_weight: float = 0.5
     lprm_weight: float = 0.5
-    bf16: bool = False  # autocast to bfloat16 for the forward pass
+    # "auto": bf16 autocast of the forward pass where the CPU has AMX (amx_bf16 in /proc/cpuinfo; on
+    # AVX2 it measured slower), else fp32 | "fp32" | "bf16"
+    precision: str = "auto"
+    compile: bool = True  # torch.compile the block stacks and guidance heads (1-3 min to warm up)
     threads: int = 0  # torch.set_num_threads; 0 = leave the default
     log_every: int = 20
     eval_every: int = 200  # prior-rollout evaluation on held-out examples
@@ -120,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"kl_reduction must be 'elbo', 'sum_d' or 'mean', got {self.kl_reduction!r}")
         if self.kl_transitions not in ("all", "last"):
             raise ValueError(f"kl_transitions must be 'all' or 'last', got {self.kl_transitions!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.decay_from >= self.max_steps:
             raise ValueError(f"decay_from {self.decay_from} must be below max_steps {self.max_steps}")
 

@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("checkpoints", nargs="+", help="checkpoint directories, evaluated side by side")
     ap.add_argument("--data", default="data", help="data folder written by python -m tasks.build")
     ap.add_argument("--key", default="", help="split key (default: the checkpoint card's data_key)")
-    ap.add_argument("--split", default="test", choices=("train", "test"))
+    ap.add_argument("--split", default="test", help="train, test or an extra test split, e.g. test-g2")
     ap.add_argument("--limit", type=int, default=0, help="first M inputs of the split (0 = all)")
     ap.add_argument("--widths", type=parse_ints, default=[20], help="N trajectories per input, e.g. 1,5,20")
     ap.add_argument("--steps", type=parse_ints, default=[16], help="supervision steps, e.g. 4,8,16,32")

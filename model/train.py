@@ -29,7 +29,7 @@ from tqdm import tqdm
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig, load_preset, to_dict
 from model.loss import step_loss
-from model.network import GRAM, Carry
+from model.network import GRAM, Carry, StepOutput
 from model.sampling import run_rows
 from tasks import get_task
 from tasks.base import BLANK
@@ -60,6 +60,54 @@ def lr_at(step: int, tc: TrainConfig) -> float:
         done = min(1.0, (step - tc.decay_from) / (tc.max_steps - tc.decay_from))
         lr *= tc.lr_final + (1.0 - tc.lr_final) * 0.5 * (1.0 + math.cos(math.pi * done))
     return lr
+
+
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX); without it bf16 autocast is slower."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+def use_bf16(tc: TrainConfig, device: torch.device) -> bool:
+    """precision "auto" is bf16 on a CPU with AMX only (measured in bench/bench_train.py)."""
+    if tc.precision == "auto":
+        return device.type == "cpu" and cpu_has_amx_bf16()
+    return tc.precision == "bf16"
+
+
+def make_optimizer(model: GRAM, tc: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, weight decay on matrices only; the fused (single-kernel) update."""
+    decay_params = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    other_params = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay_params, "weight_decay": tc.weight_decay}, {"params": other_params, "weight_decay": 0.0}],
+        lr=tc.lr, betas=tc.betas, fused=True,
+    )  # fmt: skip
+
+
+def compile_core(model: GRAM) -> None:
+    """torch.compile the block stacks and the guidance heads in place (parameter names and
+    checkpoints are unchanged)."""
+    for module in {model.f_L, model.f_H} | ({model.prior, model.posterior} if model.cfg.guided else set()):
+        module.compile()
+
+
+def train_step(
+    net: torch.nn.Module, model: GRAM, opt: torch.optim.Optimizer, tc: TrainConfig, carry: Carry,
+    x: torch.Tensor, y: torch.Tensor, beta: float, kl_spent: torch.Tensor | None, bf16: bool,
+) -> tuple[StepOutput, dict[str, float], torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One supervision step, forward to optimiser update (what bench/bench_train.py times); returns
+    the step's output, its metrics, the per-row exact mask and the gradient norm before clipping."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        res = net(carry, x, y, kl_all=tc.kl_transitions == "all")
+    loss, metrics, exact = step_loss(res, y, tc, beta, model.cfg.mode == "mean_only", kl_spent)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    opt.step()
+    return res, metrics, exact, grad_norm
 
 
 class SlotSampler:
@@ -127,7 +175,7 @@ def load_state(path: Path, model: GRAM, ema: GRAM, opt: torch.optim.Optimizer) -
     for i, p in enumerate(model.parameters()):
         keys = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
         if keys:
-            opt.state[p] = dict(keys, step=torch.tensor(float(meta["adam_step"])))
+            opt.state[p] = dict(keys, step=torch.tensor(float(meta["adam_step"]), device=p.device))
     return meta
 
 
@@ -187,18 +235,16 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         if rank == 0:
             print(f"started from {tc.init_from}; fresh: {', '.join(fresh) or 'none'}")
     ema = copy.deepcopy(model).eval()
-    decay_params = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    other_params = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay_params, "weight_decay": tc.weight_decay}, {"params": other_params, "weight_decay": 0.0}],
-        lr=tc.lr, betas=tc.betas,
-    )  # fmt: skip
+    opt = make_optimizer(model, tc)
     step, wall_before, examples_seen = 0, 0.0, 0
     if resuming:
         meta = load_state(out, model, ema, opt)
         step, wall_before, examples_seen = meta["step"], meta["wall_s"], meta.get("examples_seen", 0)
         if rank == 0:
             print(f"resumed from {out} at step {step}")
+    bf16 = use_bf16(tc, device)
+    if tc.compile:
+        compile_core(model)
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
@@ -220,13 +266,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
         beta = tc.beta * min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps else tc.beta
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
-            res = net(carry, x, y, kl_all=tc.kl_transitions == "all")
-        loss, metrics, exact = step_loss(res, y, tc, beta, mc.mode == "mean_only", kl_spent)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        opt.step()
+        res, metrics, exact, grad_norm = train_step(net, model, opt, tc, carry, x, y, beta, kl_spent, bf16)
         ema_update(ema, model, tc.ema_decay, step)
         step += 1
         examples_seen += B * world

@@ -39,6 +39,7 @@ class BuildConfig:
 
     seed: int = 0
     test_fraction: float = 0.15  # N-Queens: share of distinct inputs held out
+    givens_test: int = 100  # nqueens-8-givens: test draws per number of given queens
     gc_train: int = 4000  # graph colouring: distinct train graphs per size
     gc_test: int = 250  # graph colouring: distinct test graphs per size
     gc_edge_prob: float = 0.4  # p of G(n, p) [choice: the paper does not give it]
@@ -127,6 +128,84 @@ def build_nqueens(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tuple[S
     splits = _multi_solution_splits(inputs, solutions, test_ids, task.seq_len, task.out_len)
     params = {"solutions": len(sols), "removed": [lo, hi], "distinct_inputs": len(inputs)}
     params["test_fraction"] = cfg.test_fraction
+    return splits, params
+
+
+def _drawn_split(task: NQueensTask, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """A test split of drawn N-Queens inputs, repeats allowed (rows of one input share its group):
+    target = the input's first completion; every completion indexed as in `_multi_solution_splits`."""
+    index: dict[bytes, int] = {}
+    solutions: list[np.ndarray] = []
+    for x in inputs:
+        if x.tobytes() not in index:
+            index[x.tobytes()] = len(index)
+            solutions.append(np.stack(task.enumerate_solutions(task.decode_input(x))))
+    group = np.array([index[x.tobytes()] for x in inputs], dtype=np.int32)
+    return {
+        "inputs": _u8(inputs, task.seq_len),
+        "targets": _u8([solutions[g][0] for g in group], task.out_len),
+        "group": group,
+        "solutions": _u8(np.concatenate(solutions), task.out_len),
+        "solution_offsets": np.concatenate([[0], np.cumsum([len(s) for s in solutions])]).astype(np.int64),
+    }
+
+
+def build_nqueens_givens(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """What users send: k given queens, k uniform in 0..n/2 (0 = the empty board). train: every
+    (input, completion) pair with k given queens, each k repeated to the same number of rows (k is
+    uniform, not the distinct input), without the paper-protocol test inputs of nqueens-<n>.
+    test-g<k>: givens_test inputs drawn as a random solution with k of its queens kept (repeats
+    allowed: there is one empty board and n*n one-queen boards); test: those interleaved by k."""
+    task = NQueensTask(n)
+    sols = all_solutions(n)
+    boards = task.cols_to_tokens(sols)
+    paper, _ = build_nqueens(n, cfg, _rng(cfg, f"nqueens-{n}"))
+    held_out = {x.tobytes() for x in paper["test"]["inputs"]}
+    givens = range(n // 2 + 1)
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per k: inputs, targets, groups
+    group = 0  # index of the distinct input, over all k
+    for k in givens:
+        groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+        for rows in itertools.combinations(range(n), k):
+            kept = sols[:, rows]
+            for s in range(len(sols)):
+                groups.setdefault((rows, tuple(kept[s].tolist())), []).append(s)
+        inputs: list[np.ndarray] = []
+        targets: list[np.ndarray] = []
+        ids: list[int] = []
+        for (rows, cols), members in groups.items():
+            board = np.full(n * n, 1, dtype=np.int64)
+            board[np.array(rows, dtype=np.int64) * n + np.array(cols, dtype=np.int64)] = 2
+            if board.astype(np.uint8).tobytes() in held_out:
+                continue
+            inputs += [board] * len(members)
+            targets += [boards[s] for s in members]
+            ids += [group] * len(members)
+            group += 1
+        blocks.append((np.stack(inputs), np.stack(targets), np.array(ids, dtype=np.int32)))
+    per_k = max(len(b[0]) for b in blocks)
+    train_x, train_y, train_g = [], [], []
+    for inputs_k, targets_k, ids_k in blocks:  # repeat rows so that every k has per_k of them
+        reps = np.full(len(inputs_k), per_k // len(inputs_k), dtype=np.int64)
+        reps[rng.permutation(len(inputs_k))[: per_k % len(inputs_k)]] += 1
+        train_x.append(np.repeat(inputs_k, reps, axis=0))
+        train_y.append(np.repeat(targets_k, reps, axis=0))
+        train_g.append(np.repeat(ids_k, reps))
+    splits = {
+        "train": {
+            "inputs": _u8(np.concatenate(train_x), task.seq_len),
+            "targets": _u8(np.concatenate(train_y), task.out_len),
+            "group": np.concatenate(train_g).astype(np.int32),
+        }
+    }
+    drawn = [
+        [task.encode_input(task.generate(rng, remove=n - k)) for _ in range(cfg.givens_test)] for k in givens
+    ]
+    for k in givens:
+        splits[f"test-g{k}"] = _drawn_split(task, drawn[k])
+    splits["test"] = _drawn_split(task, [x for row in zip(*drawn, strict=True) for x in row])
+    params = {"givens": [0, n // 2], "rows_per_givens": per_k, "test_per_givens": cfg.givens_test}
+    params["held_out"] = f"the {len(held_out)} test inputs of nqueens-{n}"
     return splits, params
 
 
@@ -282,6 +361,7 @@ BUILDERS: dict[
     "sudoku-9-gen": ("sudoku", 9, build_sudoku9_gen),
     "nqueens-8": ("nqueens", 8, partial(build_nqueens, 8)),
     "nqueens-10": ("nqueens", 10, partial(build_nqueens, 10)),
+    "nqueens-8-givens": ("nqueens", 8, partial(build_nqueens_givens, 8)),
     "graph_coloring-8": ("graph_coloring", 8, partial(build_graph_coloring, 8)),
     "graph_coloring-10": ("graph_coloring", 10, partial(build_graph_coloring, 10)),
 }

@@ -7,7 +7,9 @@ Arrays in a split: `inputs` (M, seq_len) uint8 and `targets` (M, out_len) uint8 
 (M,) int32, the index of each row's distinct input (train rows of one input are contiguous).
 Test splits of multi-solution tasks hold one row per distinct input and also carry `solutions`
 (S, out_len) uint8 and `solution_offsets` (M + 1,) int64: every valid completion of test input g is
-`solutions[solution_offsets[g]:solution_offsets[g + 1]]` (for coverage).
+`solutions[solution_offsets[g]:solution_offsets[g + 1]]` (for coverage). Extra test splits named
+`test-<name>` (nqueens-8-givens: `test-g0`..`test-g4`, k given queens) may repeat an input: its
+rows share one group.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from tasks.base import TaskError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # and extra test splits "test-<name>", e.g. test-g2 (nqueens-8-givens)
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> str:
@@ -45,7 +47,7 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> str:
 
 def load_split(data_dir: str | Path, key: str, split: str) -> dict[str, np.ndarray]:
     """The arrays of one split, e.g. `load_split("data", "nqueens-8", "test")`."""
-    if split not in SPLITS:
+    if split not in SPLITS and not split.startswith("test-"):
         raise TaskError(f"split must be one of {SPLITS}, got {split!r}", field="split")
     path = Path(data_dir) / key / f"{split}.npz"
     if not path.exists():

@@ -13,7 +13,7 @@ from model import checkpoint, sampling
 from model.config import ModelConfig, TrainConfig, load_preset
 from model.loss import balanced_kl, step_loss
 from model.network import GRAM, Guidance
-from model.train import lr_at
+from model.train import compile_core, cpu_has_amx_bf16, lr_at, make_optimizer, train_step, use_bf16
 
 TINY = ModelConfig(vocab_size=5, seq_len=9, out_len=9, hidden=32, heads=2, K=2, T=2, puzzle_tokens=2)
 ROOT = Path(__file__).resolve().parents[2]
@@ -241,3 +241,37 @@ def test_lr_warms_up_then_holds_then_anneals_from_decay_from_to_lr_final():
     assert lr_at(80, TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100)) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="decay_from"):
         TrainConfig(max_steps=100, decay_from=100)
+
+
+def test_compiled_train_step_matches_the_eager_one():
+    """The trainer's default (compiled stacks and heads, fused AdamW) computes the eager step."""
+    tc = TrainConfig(lr=1e-3, beta=0.5, kl_budget=2.0)
+    x, y = batch(8)
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = GRAM(TINY)
+        opt = make_optimizer(model, tc)
+        if compiled:
+            compile_core(model)
+        carry, spent, losses = model.initial_carry(len(x)), torch.zeros(len(x)), []
+        for step in range(3):
+            torch.manual_seed(10 + step)  # the same guidance noise in both runs
+            res, metrics, _, _ = train_step(model, model, opt, tc, carry, x, y, tc.beta, spent, bf16=False)
+            carry = type(carry)(res.carry.h.detach(), res.carry.l.detach())
+            losses.append(metrics["loss"])
+        runs.append((losses, model.state_dict()))
+    (eager_losses, eager_state), (compiled_losses, compiled_state) = runs
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    assert eager_losses[-1] != eager_losses[0]
+    for name, value in eager_state.items():
+        assert torch.allclose(compiled_state[name], value, atol=1e-5), name
+
+
+def test_precision_auto_is_bf16_only_on_a_cpu_with_amx():
+    cpu = torch.device("cpu")
+    assert use_bf16(TrainConfig(), cpu) == cpu_has_amx_bf16()
+    assert use_bf16(TrainConfig(precision="bf16"), cpu) and not use_bf16(TrainConfig(precision="fp32"), cpu)
+    assert not use_bf16(TrainConfig(), torch.device("cuda"))
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")

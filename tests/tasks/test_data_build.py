@@ -24,7 +24,15 @@ SMALL = BuildConfig(
     gen9_test=6,
     progress=False,
 )
-KEYS = ("nqueens-8", "graph_coloring-8", "sudoku-4", "sudoku-9", "sudoku-4-gen", "sudoku-9-gen")
+KEYS = (
+    "nqueens-8",
+    "nqueens-8-givens",
+    "graph_coloring-8",
+    "sudoku-4",
+    "sudoku-9",
+    "sudoku-4-gen",
+    "sudoku-9-gen",
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +89,29 @@ def test_nqueens_split_follows_the_paper(built):
         assert task.verify(instance, train["targets"][row]).valid[0]
         group = train["group"] == train["group"][row]
         assert group.sum() == len(task.enumerate_solutions(instance))
+
+
+def test_nqueens_givens_split(built):
+    """k given queens uniform in 0..4, every completion of each input, the paper's test inputs held
+    out; test-g<k> draws k-given boards with their completions, test interleaves them by k."""
+    task = get_task("nqueens", 8)
+    train = load_split(built, "nqueens-8-givens", "train")
+    paper_test = rows_as_set(load_split(built, "nqueens-8", "test")["inputs"])
+    assert not rows_as_set(train["inputs"]) & paper_test
+    assert np.bincount((train["inputs"] == 2).sum(axis=1)).tolist() == [92 * 70] * 5  # 92 * C(8, 4) each
+    for row in range(0, len(train["inputs"]), 211):
+        instance = task.decode_input(train["inputs"][row])
+        assert task.verify(instance, train["targets"][row]).valid[0]
+    for k in range(5):
+        test = load_split(built, "nqueens-8-givens", f"test-g{k}")
+        assert len(test["inputs"]) == 100 and ((test["inputs"] == 2).sum(axis=1) == k).all()
+        for row in range(0, 100, 23):
+            instance = task.decode_input(test["inputs"][row])
+            expected = rows_as_set(np.stack(task.enumerate_solutions(instance)).astype(np.uint8))
+            assert rows_as_set(completions(test, int(test["group"][row]))) == expected
+    mixed = load_split(built, "nqueens-8-givens", "test")
+    assert ((mixed["inputs"][:10] == 2).sum(axis=1) == [0, 1, 2, 3, 4] * 2).all()
+    assert len(completions(mixed, int(mixed["group"][0]))) == 92  # the empty board
 
 
 def test_graph_coloring_split(built):
