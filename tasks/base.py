@@ -92,6 +92,13 @@ class Task(ABC):
         Raises TaskError when the tokens are not a valid puzzle. Every task in tasks/ implements it."""
         raise NotImplementedError(f"{type(self).__name__}.decode_input")
 
+    def augment(
+        self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, seq_len) input and (B, out_len) target tokens -> the same pairs under random
+        validity-preserving symmetries (training augmentation); tasks without any return them as is."""
+        return inputs, targets
+
     def verify_one(self, instance: Any, tokens: np.ndarray) -> tuple[bool, int, float]:
         """One (out_len,) candidate -> (valid, violations, score); a convenience over `verify`."""
         verdict = self.verify(instance, np.asarray(tokens).reshape(1, -1))
