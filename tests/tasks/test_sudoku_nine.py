@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+import torch
 
+from model.config import ModelConfig, TrainConfig
+from model.train import train
 from tasks import get_task
 from tasks.build import SUDOKU9_BANDS, BuildConfig, build
 from tasks.sudoku import count_solutions, difficulty, make_puzzle, random_grid, singles_fill
@@ -69,9 +73,15 @@ def test_singles_fill_agrees_with_the_solution_and_difficulty_orders():
     assert hardest > 5
 
 
-def test_sudoku9_build_has_bands_difficulty_and_disjoint_splits(tmp_path):
-    cfg = BuildConfig(sudoku9_train=12, sudoku9_test=4, progress=False)
-    build(tmp_path, ["sudoku-9"], cfg)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    build(out, ["sudoku-9"], BuildConfig(sudoku9_train=12, sudoku9_test=4, progress=False))
+    return out
+
+
+def test_sudoku9_build_has_bands_difficulty_and_disjoint_splits(built):
+    tmp_path = built
     task = get_task("sudoku", 9)
 
     def split(name: str) -> dict[str, np.ndarray]:
@@ -97,3 +107,19 @@ def test_sudoku9_build_has_bands_difficulty_and_disjoint_splits(tmp_path):
     assert ((train["inputs"] > 1).sum(axis=1) >= 22).all() and ((train["inputs"] > 1).sum(axis=1) <= 45).all()
     manifest = json.loads((tmp_path / "sudoku-9" / "manifest.json").read_text())
     assert set(manifest["splits"]) == {"train", "test", "test-36-45", "test-28-35", "test-22-27"}
+
+
+def test_augmented_training_logs_the_prior_rollout_and_resumes(built, tmp_path):
+    torch.set_num_threads(1)
+    mc = ModelConfig(task="sudoku", task_size=9, hidden=16, heads=2, layers=1, K=1, T=1, puzzle_tokens=1)
+    tc = TrainConfig(
+        data_dir=str(built), data_key="sudoku-9", out_dir=str(tmp_path / "run"), augment=True,
+        batch_size=4, max_steps=4, n_sup=2, warmup_steps=1, log_every=2, eval_every=4, eval_examples=3,
+        save_every=2,
+    )  # fmt: skip
+    train(mc, tc)
+    train(mc, dataclasses.replace(tc, max_steps=6))  # resumes from out_dir
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6]
+    assert [r["step"] for r in rows if "prior_exact" in r] == [4, 6]
+    assert json.loads((tmp_path / "run" / "train_state.json").read_text())["step"] == 6
