@@ -466,7 +466,7 @@ class SudokuTask(Task):
     ) -> tuple[np.ndarray, np.ndarray]:
         """(B, n*n) input and target tokens -> each pair under its own `random_symmetry` (digits
         relabelled, bands / stacks / rows / columns permuted, transposed): still a puzzle and its
-        solution, with givens on the same (moved) cells; blank and pad tokens stay as they are."""
+        unique solution; each given moves with its cell and keeps agreeing with the solution there."""
         inputs, targets = np.asarray(inputs), np.asarray(targets)
         out_x, out_y = np.empty_like(inputs), np.empty_like(targets)
         for b in range(len(inputs)):
