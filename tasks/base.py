@@ -82,6 +82,13 @@ class Task(ABC):
     def generate(self, rng: np.random.Generator) -> Any:
         """A random instance with at least one solution, drawn from `rng` (the task's own defaults)."""
 
+    def augment(
+        self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, seq_len) input and (B, out_len) target tokens -> the same pairs under random
+        validity-preserving symmetries (training augmentation); tasks without any return them as is."""
+        return inputs, targets
+
     def blank_instance(self) -> Any:
         """The all-blank input used for unconditional generation, p(x); verify then checks the
         whole object. Tasks without an unconditional form raise TaskError."""
@@ -91,13 +98,6 @@ class Task(ABC):
         """(seq_len,) input tokens -> instance (inverse of encode_input); training/eval verify with it.
         Raises TaskError when the tokens are not a valid puzzle. Every task in tasks/ implements it."""
         raise NotImplementedError(f"{type(self).__name__}.decode_input")
-
-    def augment(
-        self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(B, seq_len) input and (B, out_len) target tokens -> the same pairs under random
-        validity-preserving symmetries (training augmentation); tasks without any return them as is."""
-        return inputs, targets
 
     def verify_one(self, instance: Any, tokens: np.ndarray) -> tuple[bool, int, float]:
         """One (out_len,) candidate -> (valid, violations, score); a convenience over `verify`."""
