@@ -90,6 +90,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (and save) after this wall time; 0 = no limit
     n_sup: int = 16  # supervision steps per example before its slot is refilled
     halt_in_training: bool = True  # refill a slot early when q_halt says the answer is right
+    augment: bool = False  # each refilled slot's example under a random task symmetry (Task.augment)
     lr: float = 1e-4
     weight_decay: float = 1.0
     betas: tuple[float, float] = (0.9, 0.95)

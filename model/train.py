@@ -251,7 +251,17 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
 
     B = tc.batch_size // world
     sampler = SlotSampler(len(x_train), tc.seed + step, rank, world)
+    task, aug_rng = get_task(mc.task, mc.task_size), np.random.default_rng([tc.seed, step, rank])
+
+    def fetch(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The examples of (re)filled slots, each under a random task symmetry when train.augment."""
+        if not tc.augment:
+            return x_train[ids], y_train[ids]
+        xs, ys = task.augment(x_train[ids].numpy(), y_train[ids].numpy(), aug_rng)
+        return torch.from_numpy(xs), torch.from_numpy(ys)
+
     idx = sampler.take(B)
+    x_slot, y_slot = fetch(idx)
     carry = model.initial_carry(B)
     sup_done = torch.zeros(B, dtype=torch.int64)
     kl_spent = torch.zeros(B, device=device)  # nats of KL each slot's trajectory has used
@@ -262,7 +272,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         if tc.max_minutes and (time.time() - t0) > tc.max_minutes * 60:
             break
         model.train()
-        x, y = x_train[idx].to(device), y_train[idx].to(device)
+        x, y = x_slot.to(device), y_slot.to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, tc)
         beta = tc.beta * min(1.0, (step + 1) / tc.kl_warmup_steps) if tc.kl_warmup_steps else tc.beta
@@ -280,6 +290,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
             fresh = model.initial_carry(int(done.sum()))
             carry.h[done.to(device)], carry.l[done.to(device)] = fresh.h, fresh.l
             idx[done] = sampler.take(int(done.sum()))
+            x_slot[done], y_slot[done] = fetch(idx[done])
             sup_done[done] = 0
             kl_spent[done.to(device)] = 0.0
         bar.update(1)

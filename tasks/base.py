@@ -91,6 +91,13 @@ class Task(ABC):
     def generate(self, rng: np.random.Generator) -> Any:
         """A random instance with at least one solution, drawn from `rng` (the task's own defaults)."""
 
+    def augment(
+        self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, seq_len) input and (B, out_len) target tokens -> the same pairs under random
+        validity-preserving symmetries (training augmentation); tasks without any return them as is."""
+        return inputs, targets
+
     def blank_instance(self) -> Any:
         """The all-blank input used for unconditional generation, p(x); verify then checks the
         whole object. Tasks without an unconditional form raise TaskError."""

@@ -27,7 +27,15 @@ from tasks import get_task
 from tasks.data import load_manifest, save_npz
 from tasks.graph_coloring import COLOR0, GraphColoringTask, GraphInstance, enumerate_colorings, random_graph
 from tasks.nqueens import NQueensTask, all_solutions
-from tasks.sudoku import SudokuTask, apply_symmetry, make_puzzle, random_grid, random_symmetry, solve_all
+from tasks.sudoku import (
+    SudokuTask,
+    apply_symmetry,
+    difficulty,
+    make_puzzle,
+    random_grid,
+    random_symmetry,
+    solve_all,
+)
 
 GENERATOR_VERSION = 1
 Splits = dict[str, dict[str, np.ndarray]]
@@ -46,10 +54,9 @@ class BuildConfig:
     gc_colors: int = 3
     sudoku_small_train: int = 2000  # sudoku-4 and sudoku-6: distinct puzzles
     sudoku_small_test: int = 500
-    sudoku9_base_train: int = 1000  # sudoku-9: generated puzzles, each shuffled sudoku9_shuffles times
-    sudoku9_base_test: int = 100
-    sudoku9_shuffles: int = 10
-    sudoku9_clues: tuple[int, int] = (22, 30)  # target givens, uniform in this range (inclusive)
+    sudoku9_train: int = 4000  # sudoku-9: distinct train puzzles (augmented in training, not here)
+    sudoku9_test: int = 300  # sudoku-9: held-out puzzles per clue band (SUDOKU9_BANDS)
+    sudoku9_clues: tuple[int, int] = (22, 45)  # sudoku-9 train: target givens, uniform (inclusive)
     gen9_base: int = 2000  # sudoku-9-gen: random complete grids, each shuffled gen9_shuffles times
     gen9_shuffles: int = 25
     gen9_test: int = 1000
@@ -286,32 +293,76 @@ def build_sudoku_small(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tu
     return splits, {"clues": [low, low + 4]}
 
 
-def build_sudoku9(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
-    """Generated 9x9 puzzles with a unique solution (a modest base set), each expanded by random
-    validity-preserving shuffles; train and test come from disjoint base puzzles, and any shuffled
-    test input that happens to equal a train input is dropped."""
-    task = SudokuTask(9)
-    lo, hi = cfg.sudoku9_clues
-    splits: Splits = {}
-    train_inputs: set[bytes] = set()
-    for split, base in (("train", cfg.sudoku9_base_train), ("test", cfg.sudoku9_base_test)):
-        puzzles, grids = [], []
-        seen: set[bytes] = set()
-        for _ in tqdm(range(base), desc=f"sudoku-9 {split}", disable=not cfg.progress, leave=False):
+SUDOKU9_BANDS = ((36, 45), (28, 35), (22, 27))  # held-out clue bands of sudoku-9, easy to hard
+
+
+def _sudoku9_draw(
+    task: SudokuTask, count: int, clues: tuple[int, int], rng: np.random.Generator, seen: set[bytes], desc: str,
+    cfg: BuildConfig,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """`count` distinct puzzles (not in `seen`, which grows) with givens in `clues`, with difficulty."""
+    lo, hi = clues
+    puzzles: list[np.ndarray] = []
+    grids: list[np.ndarray] = []
+    rows: list[tuple[int, bool, int]] = []
+    with _bar(cfg, count, desc) as bar:
+        while len(puzzles) < count:
             grid = random_grid(9, rng)
             puzzle = make_puzzle(grid, int(rng.integers(lo, hi + 1)), rng)
-            for _ in range(cfg.sudoku9_shuffles):
-                sym = random_symmetry(9, rng)
-                p, g = apply_symmetry(puzzle, sym), apply_symmetry(grid, sym)
-                if p.tobytes() in seen or p.tobytes() in train_inputs:
-                    continue
-                seen.add(p.tobytes())
-                puzzles.append(p)
-                grids.append(g)
-        if split == "train":
-            train_inputs = seen
-        splits[split] = _sudoku_split(task, puzzles, grids)
-    return splits, {"clues": [lo, hi], "shuffles": cfg.sudoku9_shuffles}
+            given = int(np.count_nonzero(puzzle))
+            if given > hi or puzzle.tobytes() in seen:  # a local minimum above the band: draw again
+                continue
+            seen.add(puzzle.tobytes())
+            puzzles.append(puzzle)
+            grids.append(grid)
+            rows.append((given, *difficulty(puzzle)))
+            bar.update()
+    split = _sudoku_split(task, puzzles, grids)
+    split["clues"] = np.array([r[0] for r in rows], dtype=np.int8).reshape(-1)
+    split["singles"] = np.array([r[1] for r in rows], dtype=np.uint8).reshape(-1)
+    split["guesses"] = np.array([r[2] for r in rows], dtype=np.int32).reshape(-1)
+    return split
+
+
+def build_sudoku9(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """Distinct 9x9 puzzles with a unique solution, each from its own random grid, with their givens
+    (`clues`), whether naked and hidden singles alone solve them (`singles`) and the guesses of the
+    reference search (`guesses`). Held out per clue band: test-36-45, test-28-35, test-22-27
+    (sudoku9_test each, drawn first from their own streams); `test` interleaves them (band by band,
+    so its first rows cover every band). Train: sudoku9_train puzzles with target givens uniform in
+    sudoku9_clues (a target below the grid's local minimum stops there), no test input among them;
+    symmetries are applied on the fly in training (train.augment), not stored."""
+    task = SudokuTask(9)
+    streams = [np.random.default_rng(s) for s in rng.integers(2**63, size=len(SUDOKU9_BANDS) + 1)]
+    seen: set[bytes] = set()
+    splits: Splits = {}
+    for (lo, hi), stream in zip(SUDOKU9_BANDS, streams, strict=False):
+        splits[f"test-{lo}-{hi}"] = _sudoku9_draw(
+            task, cfg.sudoku9_test, (lo, hi), stream, seen, f"test-{lo}-{hi}", cfg
+        )
+    bands = [splits[f"test-{lo}-{hi}"] for lo, hi in SUDOKU9_BANDS]
+    order = np.arange(cfg.sudoku9_test * len(bands)).reshape(len(bands), -1).T.reshape(-1)  # interleave
+    mixed = {k: np.concatenate([b[k] for b in bands])[order] for k in bands[0]}
+    mixed["group"] = np.arange(len(order), dtype=np.int32)
+    splits["test"] = mixed
+    splits["train"] = _sudoku9_draw(
+        task, cfg.sudoku9_train, cfg.sudoku9_clues, streams[-1], seen, "train", cfg
+    )
+    params: dict[str, Any] = {
+        "train_clues": list(cfg.sudoku9_clues),
+        "bands": [list(b) for b in SUDOKU9_BANDS],
+    }
+    for name in ("train", *(f"test-{lo}-{hi}" for lo, hi in SUDOKU9_BANDS)):
+        split = splits[name]
+        params[name] = {
+            "singles_solved": round(float(split["singles"].mean()), 4),
+            "mean_guesses": round(float(split["guesses"].mean()), 2),
+            "max_guesses": int(split["guesses"].max()),
+            "clues_histogram": {
+                int(c): int(k) for c, k in zip(*np.unique(split["clues"], return_counts=True), strict=True)
+            },
+        }
+    return splits, params
 
 
 def build_sudoku4_gen(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Receives task-native puzzles (a string of n*n characters or n lists of n ints, see serving.md) and
 hands on token arrays (0 pad, 1 blank, 2..n+1 = digits 1..n), exact vectorised verdicts, an exact
-bitmask solver, seeded puzzle generators and the validity-preserving shuffles. Knows nothing of models.
+bitmask solver, seeded puzzle generators, difficulty measures (singles, guesses) and the
+validity-preserving shuffles (also as training augmentation). Knows nothing of models.
 Grids inside this module are flat int arrays of n*n digits, 0 = blank.
 """
 
@@ -151,11 +152,18 @@ def grid_to_string(grid: np.ndarray) -> str:
 # ----------------------------------------------------------------------------- exact solver
 
 
-def _search(grid: list[int], n: int, cap: int | None, rng: np.random.Generator | None) -> list[list[int]]:
+def _search(
+    grid: list[int],
+    n: int,
+    cap: int | None,
+    rng: np.random.Generator | None,
+    guesses: list[int] | None = None,
+) -> list[list[int]]:
     """Depth-first search over bitmasks, most-constrained cell first; returns up to `cap` solutions.
 
     `grid` is a flat list of digits (0 = blank); it must not already contain a clash (returns []).
     With `rng`, the digits of each cell are tried in a random order (used to draw random grids).
+    With `guesses` ([0]), guesses[0] counts the digits tried at cells that had two or more candidates.
     """
     geo = geometry(n)
     row, col, box = geo.row, geo.col, geo.box
@@ -196,6 +204,8 @@ def _search(grid: list[int], n: int, cap: int | None, rng: np.random.Generator |
         if rng is not None:
             bits = [bits[j] for j in rng.permutation(len(bits))]
         for bit in bits:
+            if guesses is not None and best_count > 1:
+                guesses[0] += 1
             rows[r] |= bit
             cols[c] |= bit
             boxes[b] |= bit
@@ -277,6 +287,57 @@ def make_puzzle(solution: np.ndarray, clues: int, rng: np.random.Generator) -> n
             flat[cell] = 0
             given -= 1
     return np.array(flat, dtype=np.int8)
+
+
+def singles_fill(grid: Any) -> np.ndarray:
+    """Fill a grid by naked singles (a cell with one candidate) and hidden singles (a digit with one
+    place in a row, column or box) until neither applies; returns the grid reached (0 = still blank)."""
+    flat, n = _as_flat(grid)
+    geo = geometry(n)
+    row, col, box = geo.row, geo.col, geo.box
+    units = geo.units.tolist()
+    full = (1 << n) - 1
+    rows, cols, boxes = [0] * n, [0] * n, [0] * n
+
+    def place(i: int, digit: int) -> None:
+        bit = 1 << (digit - 1)
+        flat[i] = digit
+        rows[row[i]] |= bit
+        cols[col[i]] |= bit
+        boxes[box[i]] |= bit
+
+    def candidates(i: int) -> int:
+        return full & ~(rows[row[i]] | cols[col[i]] | boxes[box[i]])
+
+    for i, d in enumerate(list(flat)):
+        if d:
+            place(i, d)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n * n):
+            if flat[i] == 0 and candidates(i).bit_count() == 1:
+                place(i, candidates(i).bit_length())
+                changed = True
+        for unit in units:
+            for d in range(n):
+                spots = [i for i in unit if flat[i] == 0 and candidates(i) >> d & 1]
+                if len(spots) == 1:
+                    place(spots[0], d + 1)
+                    changed = True
+    return np.array(flat, dtype=np.int8)
+
+
+def difficulty(puzzle: Any) -> tuple[bool, int]:
+    """(solved by singles alone, guesses of the reference search) for a uniquely solvable puzzle.
+
+    Guesses: digits tried at cells with two or more candidates by the bitmask search (most
+    constrained cell first, digits in increasing order, no singles propagation) until it proves
+    the solution unique; 0 when every step is forced."""
+    flat, n = _as_flat(puzzle)
+    guesses = [0]
+    _search(flat, n, 2, None, guesses)
+    return bool(singles_fill(flat).all()), guesses[0]
 
 
 def random_symmetry(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -436,6 +497,21 @@ class SudokuTask(Task):
     def enumerate_solutions(self, instance: SudokuInstance, cap: int | None = None) -> list[np.ndarray]:
         found = _search([int(d) for d in instance.givens], self.size, cap, None)
         return [self.digits_to_tokens(np.array(s)) for s in found]
+
+    def augment(
+        self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n*n) input and target tokens -> each pair under its own `random_symmetry` (digits
+        relabelled, bands / stacks / rows / columns permuted, transposed): still a puzzle and its
+        unique solution; each given moves with its cell and keeps agreeing with the solution there."""
+        inputs, targets = np.asarray(inputs), np.asarray(targets)
+        out_x, out_y = np.empty_like(inputs), np.empty_like(targets)
+        for b in range(len(inputs)):
+            source, digit_map = random_symmetry(self.size, rng)
+            token_map = np.concatenate([[0, BLANK], digit_map[1:].astype(np.int64) + 1])
+            out_x[b] = token_map[inputs[b][source]]
+            out_y[b] = token_map[targets[b][source]]
+        return out_x, out_y
 
     def generate(self, rng: np.random.Generator, clues: int | None = None) -> SudokuInstance:
         """A random puzzle with a unique solution and `clues` givens (or the locally minimal count)."""
