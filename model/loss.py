@@ -15,15 +15,11 @@ from model.config import TrainConfig
 from model.network import Guidance, StepOutput, gaussian_kl
 
 
-def balanced_kl(g: Guidance, alpha: float, mean_only: bool) -> tuple[Tensor, Tensor]:
+def balanced_kl(g: Guidance, alpha: float) -> tuple[Tensor, Tensor]:
     """Per-element (balanced KL for the gradient, plain KL(q||p) for logging), float32 (R, S, D)."""
     mu_q, ls_q, mu_p, ls_p = (t.float() for t in (g.mu_q, g.log_sigma_q, g.mu_p, g.log_sigma_p))
-
-    def kl(mq: Tensor, lq: Tensor, mp: Tensor, lp: Tensor) -> Tensor:
-        return 0.5 * (mq - mp) ** 2 if mean_only else gaussian_kl(mq, lq, mp, lp)
-
-    to_prior = kl(mu_q.detach(), ls_q.detach(), mu_p, ls_p)  # trains the prior towards q
-    to_post = kl(mu_q, ls_q, mu_p.detach(), ls_p.detach())  # regularises the posterior
+    to_prior = gaussian_kl(mu_q.detach(), ls_q.detach(), mu_p, ls_p)  # trains the prior towards q
+    to_post = gaussian_kl(mu_q, ls_q, mu_p.detach(), ls_p.detach())  # regularises the posterior
     return alpha * to_prior + (1 - alpha) * to_post, to_prior.detach()
 
 
@@ -54,7 +50,7 @@ def budget_excess(terms: list[Tensor], spent: Tensor, budget: float) -> tuple[Te
 
 
 def step_loss(
-    out: StepOutput, y: Tensor, tc: TrainConfig, beta: float, mean_only: bool, kl_spent: Tensor | None = None
+    out: StepOutput, y: Tensor, tc: TrainConfig, beta: float, kl_spent: Tensor | None = None
 ) -> tuple[Tensor, dict[str, float], Tensor]:
     """Loss of one supervision step; also returns metrics and the per-row exact-match mask.
 
@@ -70,7 +66,7 @@ def step_loss(
     loss = ce + tc.halt_weight * halt + tc.lprm_weight * lprm
     metrics = {"ce": ce.item(), "halt_bce": halt.item(), "lprm_mse": lprm.item()}
     if out.guidance:
-        terms = [balanced_kl(g, tc.kl_alpha, mean_only) for g in out.guidance]
+        terms = [balanced_kl(g, tc.kl_alpha) for g in out.guidance]
         kl_loss = torch.stack(
             [reduce_kl(b, tc.kl_reduction, tc.free_bits, y.shape[1]) for b, _ in terms]
         ).sum()

@@ -19,16 +19,16 @@ from typing import Any
 from safetensors.torch import load_file
 
 from model import checkpoint
+from model.config import task_of
 from model.evaluate import Settings, evaluate_conditional, evaluate_unconditional
 from model.network import GRAM
-from tasks import get_task
 from tasks.data import load_split
 
 
 def headline(model: GRAM, spec: dict[str, Any], data_dir: str | Path) -> float:
     """The card's headline metric: accuracy after verifier selection at `width` on the first
     `examples` test inputs, or (unconditional) validity over `examples` samples; 16 steps by default."""
-    task = get_task(model.cfg.task, model.cfg.task_size)
+    task = task_of(model.cfg)
     settings = Settings(widths=[spec["width"]], steps=[spec["steps"]], seed=spec["seed"])
     if model.cfg.conditional:
         settings.limit = spec["examples"]

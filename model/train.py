@@ -27,17 +27,16 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from model import checkpoint
-from model.config import ModelConfig, TrainConfig, load_preset, to_dict
+from model.config import ModelConfig, TrainConfig, load_preset, task_of, to_dict
 from model.loss import step_loss
 from model.network import GRAM, Carry, StepOutput
 from model.sampling import run_rows
-from tasks import get_task
 from tasks.base import BLANK
 from tasks.data import load_split
 
 
 def with_task_shapes(mc: ModelConfig) -> ModelConfig:
-    task = get_task(mc.task, mc.task_size)
+    task = task_of(mc)
     return dataclasses.replace(mc, vocab_size=task.vocab_size, seq_len=task.seq_len, out_len=task.out_len)
 
 
@@ -102,7 +101,7 @@ def train_step(
     the step's output, its metrics, the per-row exact mask and the gradient norm before clipping."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         res = net(carry, x, y, kl_all=tc.kl_transitions == "all")
-    loss, metrics, exact = step_loss(res, y, tc, beta, model.cfg.mode == "mean_only", kl_spent)
+    loss, metrics, exact = step_loss(res, y, tc, beta, kl_spent)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -139,7 +138,7 @@ def prior_eval(
     model: GRAM, mc: ModelConfig, x: torch.Tensor, y: torch.Tensor, steps: int
 ) -> dict[str, float]:
     """Accuracy of one prior rollout per held-out example: exact match and verifier validity."""
-    task = get_task(mc.task, mc.task_size)
+    task = task_of(mc)
     seeds = torch.arange(len(x), dtype=torch.int64)
     tokens = run_rows(model.eval(), x, seeds, torch.zeros_like(seeds), steps).tokens
     valid = [
@@ -251,7 +250,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
 
     B = tc.batch_size // world
     sampler = SlotSampler(len(x_train), tc.seed + step, rank, world)
-    task, aug_rng = get_task(mc.task, mc.task_size), np.random.default_rng([tc.seed, step, rank])
+    task, aug_rng = task_of(mc), np.random.default_rng([tc.seed, step, rank])
 
     def fetch(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The examples of (re)filled slots, each under a random task symmetry when train.augment."""

@@ -35,7 +35,7 @@ def main(out: str) -> None:
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     res = net(model.initial_carry(len(x)), x, y)
-    loss, _, _ = step_loss(res, y, TrainConfig(), beta=0.0, mean_only=False)
+    loss, _, _ = step_loss(res, y, TrainConfig(), beta=0.0)
     loss.backward()
     opt.step()
     if rank == 0:

@@ -38,7 +38,7 @@ def test_tiny_model_overfits_a_batch(mode):
     first = last = None
     for _ in range(60):
         out = model(model.initial_carry(len(x)), x, y)
-        loss, metrics, _ = step_loss(out, y, TrainConfig(), beta=0.1, mean_only=False)
+        loss, metrics, _ = step_loss(out, y, TrainConfig(), beta=0.1)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -53,10 +53,10 @@ def test_kl_is_zero_when_posterior_equals_prior_and_positive_otherwise():
     u = torch.randn(3, TINY.seq_total, TINY.hidden)
     mu, ls = model.prior(u)
     same = Guidance(mu, ls, mu.clone(), ls.clone())
-    bal, plain = balanced_kl(same, alpha=0.8, mean_only=False)
+    bal, plain = balanced_kl(same, alpha=0.8)
     assert torch.count_nonzero(plain) == 0 and torch.count_nonzero(bal) == 0
     shifted = Guidance(mu + 0.5, ls - 0.3, mu, ls)
-    bal, plain = balanced_kl(shifted, alpha=0.8, mean_only=False)
+    bal, plain = balanced_kl(shifted, alpha=0.8)
     assert (plain > 0).all() and torch.allclose(bal, plain)  # balancing changes gradients, not the value
     # closed form for one element: KL(N(0.5, s^2 e^-0.6) || N(0, s^2))
     s2 = torch.exp(2 * ls[0, 0, 0])
@@ -155,7 +155,7 @@ def test_bf16_autocast_step_trains():
     x, y = batch(4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(model.initial_carry(len(x)), x, y)
-    loss, metrics, _ = step_loss(out, y, TrainConfig(), beta=0.1, mean_only=False)
+    loss, metrics, _ = step_loss(out, y, TrainConfig(), beta=0.1)
     loss.backward()
     assert torch.isfinite(loss) and metrics["kl"] >= 0
     assert all(p.grad is not None for p in model.decoder.parameters())
@@ -170,14 +170,14 @@ def test_kl_budget_charges_only_what_a_trajectory_spends_beyond_it():
     x, y = batch(4)
     out = model(model.initial_carry(4), x, y)
     plain = TrainConfig(beta=0.5)
-    base, metrics, _ = step_loss(out, y, plain, beta=0.5, mean_only=False)
-    per_row = torch.stack([balanced_kl(g, 0.8, False)[0].sum((-1, -2)) for g in out.guidance]).sum(0)
+    base, metrics, _ = step_loss(out, y, plain, beta=0.5)
+    per_row = torch.stack([balanced_kl(g, 0.8)[0].sum((-1, -2)) for g in out.guidance]).sum(0)
     assert metrics["kl"] > 0 and (per_row > 0).all()
     per_row = per_row.detach()
     budget = float(per_row.max()) + 1.0  # rows 0-1 stay under it; rows 2-3 spent it all before
     spent = torch.tensor([0.0, 0.0, budget, budget])
     tc = TrainConfig(beta=0.5, kl_budget=budget, kl_over_beta=10.0)
-    loss, metrics, _ = step_loss(out, y, tc, beta=0.5, mean_only=False, kl_spent=spent)
+    loss, metrics, _ = step_loss(out, y, tc, beta=0.5, kl_spent=spent)
     want_excess = per_row[2:].sum() / 4  # the mean over rows of what each spends beyond the budget
     torch.testing.assert_close(loss - base, 10.0 * want_excess / y.shape[1])
     torch.testing.assert_close(spent, torch.tensor([0.0, 0.0, budget, budget]) + per_row)
