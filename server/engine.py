@@ -9,13 +9,15 @@ not depend on its batch. Knows nothing of HTTP, queues or scheduling.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from model.graphs import StaticStep
+from model.graphs import StaticStep, TiledStep
+from model.network import GRAM
 from model.sampling import Rollout, advance, blank_inputs, start
 from server.prepare import Work
 from server.registry import LoadedModel, Registry
@@ -91,9 +93,17 @@ def rank(groups: list[Group], rule: str) -> list[Group]:
 class Engine:
     """The batcher's RowEngine over the loaded checkpoints (states are `Rollout`s)."""
 
-    def __init__(self, registry: Registry, max_batch_rows: int, cuda_graphs: bool = False):
+    def __init__(
+        self,
+        registry: Registry,
+        max_batch_rows: int,
+        cuda_graphs: bool = False,
+        cpu_step: Callable[[GRAM], TiledStep] | None = None,
+    ):
         self.registry = registry
         self.cuda_graphs = cuda_graphs
+        self.cpu_step = cpu_step  # builds a CPU model's compiled step (None: eager `advance`)
+        self._tiled: dict[str, TiledStep] = {}
         self._pads: dict[str, Rollout] = {}
         self._static: dict[tuple[str, int], StaticStep] = {}  # (model, bucket) -> captured step
         self._pools: dict[str, _POOL_HANDLE] = {}  # one CUDA graph memory pool per model
@@ -133,9 +143,14 @@ class Engine:
             offset += n
         return result
 
-    def _static_step(self, key: str, rows: int) -> StaticStep | None:
-        """The captured step of this (model, bucket) on CUDA with cuda_graphs, built on first use."""
+    def _static_step(self, key: str, rows: int) -> StaticStep | TiledStep | None:
+        """The captured step of this (model, bucket) on CUDA with cuda_graphs, or the model's compiled
+        tiled step on CPU (any row count), built on first use."""
         entry = self._entry(key)
+        if entry.device.type == "cpu" and self.cpu_step is not None:
+            if key not in self._tiled:
+                self._tiled[key] = self.cpu_step(entry.model)
+            return self._tiled[key]
         if not (self.cuda_graphs and entry.device.type == "cuda"):
             return None
         if (key, rows) not in self._static:

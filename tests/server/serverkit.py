@@ -8,6 +8,7 @@ app, lifespan included, in uvicorn on a free loopback port in a thread and yield
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -49,6 +50,8 @@ PUZZLES: dict[str, Any] = {
 
 TEST_SETTINGS: dict[str, Any] = dict(
     torch_threads=1,
+    # eager steps keep the suite quick; GRAM_COMPILE_STEP=1 runs it on the compiled CPU step
+    compile_step=os.environ.get("GRAM_COMPILE_STEP", "0").lower() in ("1", "true"),
     max_width=64,
     max_steps=32,
     max_count=64,
