@@ -132,7 +132,7 @@ def run_server(settings: Settings, app: FastAPI | None = None) -> Iterator[Live]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     state: AppState = app.state.gram
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + (900 if settings.compile_step else 60)  # compiling: a minute a model
     while not (server.started and state.booted):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
