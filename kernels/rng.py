@@ -3,8 +3,9 @@
 Receives per-row seeds and trajectory indices and a step counter; hands back standard normal
 noise of shape (rows, numel). The value of element e of a row depends only on
 (seed, trajectory, step, e), never on the row's position in a batch, so a trajectory samples the
-same noise alone or inside any batch. The reference below is the spec; the Triton kernel matches
-it bit for bit in the uint32 stream (normals to float rounding).
+same noise alone or inside any batch. The reference below is the spec; the CPU path (fewer ops,
+fused into one loop when compiled) and the Triton kernel match it bit for bit in the uint32 stream
+(the CPU path's eager normals too; compiled normals and Triton's to float rounding).
 
 Spec: key = (seed & 0xFFFFFFFF, seed >> 32); counter = (e, step, trajectory, 0);
 (r0, r1, _, _) = philox4x32_10(counter, key); u1 = ((r0 >> 8) + 0.5) / 2**24,
@@ -64,9 +65,50 @@ def philox_normal_ref(
     c2 = (traj.to(torch.int64) & M32)[:, None]
     zero = torch.zeros_like(e)
     r0, r1, _, _ = philox4x32_10([e, c1, c2, zero], k0, k1)
+    return box_muller(r0, r1)
+
+
+def box_muller(r0: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
+    """Two uint32 words (held in int64) -> one float32 N(0, 1), as the module docstring specifies."""
     u1 = ((r0 >> 8).to(torch.float32) + 0.5) / 2**24
     u2 = (r1 >> 8).to(torch.float32) / 2**24
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+
+
+def philox_words_cpu(
+    seeds: torch.Tensor, traj: torch.Tensor, step: int | torch.Tensor, numel: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The words (r0, r1) of `philox_normal_ref`'s rounds, (R, numel) int64 each, in fewer ops.
+
+    The counters start as (R, 1) and (1, numel) columns that broadcast, so the first round costs
+    nothing, and the round keys are computed once. Under torch.compile the rounds fuse into one
+    vectorised loop. The products stay exact (`_mulhilo`, < 2**49): a wrapping int64 multiply
+    would be fewer ops, but inductor's value ranges ignore the wrap and drop the high-word mask.
+    """
+    seeds = seeds.to(torch.int64)
+    rows, device = len(seeds), seeds.device
+    k0, k1 = (seeds & M32)[:, None], ((seeds >> 32) & M32)[:, None]
+    c0 = torch.arange(numel, device=device, dtype=torch.int64)[None, :]
+    if isinstance(step, torch.Tensor):
+        c1 = (step.to(device, torch.int64).reshape(-1) & M32).expand(rows)[:, None]
+    else:
+        c1 = torch.full((rows, 1), step & M32, dtype=torch.int64, device=device)
+    c2 = (traj.to(device, torch.int64) & M32)[:, None]
+    c3 = torch.zeros_like(c2)
+    for i in range(10):
+        hi0, lo0 = _mulhilo(c0, PHILOX_M0)
+        hi1, lo1 = _mulhilo(c2, PHILOX_M1)
+        key0 = (k0 + i * PHILOX_W0) & M32
+        key1 = (k1 + i * PHILOX_W1) & M32
+        c0, c1, c2, c3 = hi1 ^ c1 ^ key0, lo1, hi0 ^ c3 ^ key1, lo0
+    return c0.expand(rows, numel), c1.expand(rows, numel)
+
+
+def philox_normal_cpu(
+    seeds: torch.Tensor, traj: torch.Tensor, step: int | torch.Tensor, numel: int
+) -> torch.Tensor:
+    """`philox_normal_ref` bit for bit (same arguments), from `philox_words_cpu`."""
+    return box_muller(*philox_words_cpu(seeds, traj, step, numel))
 
 
 @triton.jit
@@ -189,9 +231,12 @@ def philox_normal(
     seeds: torch.Tensor, traj: torch.Tensor, step: int | torch.Tensor, numel: int, impl: str = "auto"
 ) -> torch.Tensor:
     """Public entry: batch-invariant N(0, 1) noise of shape (R, numel); see the module docstring.
+    "auto" runs the Triton kernel on CUDA and `philox_normal_cpu` elsewhere, "ref" the reference.
 
     `step` may be an integer tensor on the seeds' device, one step or one per row (read in-kernel).
     """
     if use_triton(impl, seeds, traj):
         return philox_normal_triton(seeds, traj, step, numel)
-    return philox_normal_ref(seeds, traj, step, numel)
+    if impl == "ref":
+        return philox_normal_ref(seeds, traj, step, numel)
+    return philox_normal_cpu(seeds, traj, step, numel)

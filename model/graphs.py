@@ -1,25 +1,33 @@
-"""Static-shape supervision steps: one captured CUDA graph per padded row count.
+"""Static-shape supervision steps: a captured CUDA graph per padded row count, a compiled CPU tile.
 
-Receives a model and a template `Rollout` of the bucket's size; hands on `advance` of any batch of
-exactly that many rows. The batch is copied into static buffers; on CUDA the step then replays a
-graph captured once (all of its kernel launches in one, and no host synchronisation: the noise
-counters are read in-kernel), elsewhere it runs eagerly on the same buffers. The result lives in
-buffers that the next call overwrites: callers take (index) what they need first. Knows nothing
+`StaticStep` receives a model and a template `Rollout` of the bucket's size; hands on `advance` of
+any batch of exactly that many rows, replayed from a CUDA graph over static buffers that the next
+call overwrites (callers take what they need first). `TiledStep` is its CPU counterpart: any
+batch runs as tiles of a fixed row count through one torch.compile'd step (inductor C++, the
+elementwise work fused), so a row's arithmetic and cost never depend on its batch. Knows nothing
 of requests or batching.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import fields
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import Tensor
 
 from model.network import GRAM, Carry
-from model.sampling import Rollout, advance
+from model.sampling import Rollout, advance, step_rows
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE
+
+log = logging.getLogger("gram.model")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _tensors(r: Rollout) -> list[torch.Tensor]:
@@ -62,3 +70,83 @@ class StaticStep:
         self.graph.replay()
         assert self.out is not None
         return self.out
+
+
+@cache
+def has_amx_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bf16 matrices in AMX tiles (`amx_bf16` among its flags)."""
+    try:
+        return "amx_bf16" in cpuinfo.read_text().split()
+    except OSError:
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """ "auto" -> "bf16" where the CPU has AMX (bf16 matmuls several times fp32's), else "fp32"."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if has_amx_bf16() else "fp32"
+    return precision
+
+
+def _tile_step(
+    model: GRAM, bf16: bool, e_x: Tensor, h: Tensor, l: Tensor, seeds: Tensor, traj: Tensor, step: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """`step_rows` with bf16 matmuls under autocast when asked (the residual stream stays fp32)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return step_rows(model, e_x, h, l, seeds, traj, step)
+
+
+class TiledStep:
+    """`advance` of any number of rows as tiles of `tile_rows` rows through one compiled step.
+
+    Every tile has the same shape, so one graph per model serves every batch (compiled on the
+    first call: warm it before serving); the last tile is filled with copies of the batch's last
+    row, whose results are dropped. With `compile=False` the tiles run eagerly (same arithmetic
+    order per row, slower). If compiling fails (e.g. no C++ compiler) the step logs it and runs eagerly.
+    """
+
+    def __init__(self, model: GRAM, tile_rows: int = 4, precision: str = "fp32", compile: bool = True):
+        if tile_rows < 1:
+            raise ValueError(f"tile_rows must be >= 1, got {tile_rows}")
+        self.model, self.tile_rows = model, tile_rows
+        self.bf16 = resolve_precision(precision) == "bf16"
+        self.fn: Callable[..., tuple[Tensor, ...]] = _tile_step
+        if compile:
+            dyn = torch._dynamo.config  # one graph per model on the same code: allow every loaded model
+            dyn.recompile_limit = max(dyn.recompile_limit, 64)
+            dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, 1024)
+            self.fn = torch.compile(_tile_step, dynamic=False)
+
+    def _run(self, tile: Rollout) -> tuple[Tensor, ...]:
+        args = (tile.e_x, tile.carry.h, tile.carry.l, tile.seeds, tile.traj, tile.step)
+        try:
+            return self.fn(self.model, self.bf16, *args)
+        except Exception:
+            if self.fn is _tile_step:
+                raise
+            log.exception("torch.compile of the CPU step failed: running it eagerly")
+            self.fn = _tile_step
+            return self.fn(self.model, self.bf16, *args)
+
+    @torch.inference_mode()
+    def __call__(self, batch: Rollout) -> Rollout:
+        rows, n = len(batch), self.tile_rows
+        device = batch.seeds.device
+        parts = []
+        for first in range(0, rows, n):
+            index = torch.arange(first, first + n, device=device).clamp(max=rows - 1)
+            parts.append(self._run(batch.select(index)))
+        h, l, tokens, value, q_halt = (torch.cat(p)[:rows] for p in zip(*parts, strict=True))
+        return Rollout(
+            batch.inputs,
+            batch.e_x,
+            Carry(h, l),
+            batch.seeds,
+            batch.traj,
+            batch.step + 1,
+            tokens,
+            value,
+            q_halt,
+        )

@@ -99,24 +99,42 @@ def start(model: GRAM, inputs: Tensor, seeds: Tensor, traj: Tensor) -> Rollout:
     )  # fmt: skip
 
 
-@torch.inference_mode()
-def advance(model: GRAM, r: Rollout) -> Rollout:
-    """One supervision step (T transitions with prior guidance) for every row, then decode."""
+def guided(
+    u: Tensor, mu: Tensor, log_sigma: Tensor, seeds: Tensor, traj: Tensor, step: Tensor, impl: str
+) -> Tensor:
+    """h = u + mu + exp(log_sigma) * xi: the fused kernel where Triton runs (or impl="ref": the spec);
+    elsewhere the spec's formula over the CPU noise, which torch.compile fuses into one loop."""
+    if u.is_cuda or impl != "auto":
+        return guide(u, mu, log_sigma, seeds, traj, step, impl=impl)
+    xi = noise(seeds, traj, step, tuple(u.shape[1:]))
+    return (u.float() + mu.float() + torch.exp(log_sigma.float()) * xi).to(u.dtype)
+
+
+def step_rows(
+    model: GRAM, e_x: Tensor, h: Tensor, l: Tensor, seeds: Tensor, traj: Tensor, step: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One supervision step (T transitions with prior guidance, then decode) on plain tensors:
+    -> (h, l, tokens, value, q_halt). `advance` runs it eagerly; model/graphs.py compiles it."""
     cfg, impl = model.cfg, model.impl
-    carry = r.carry
     for t in range(cfg.T):
-        u, l = model.propose(carry, r.e_x)
+        u, l = model.propose(Carry(h, l), e_x)
         h = u
         if cfg.guided:
             mu, log_sigma = model.prior(u)  # rows may sit at different steps: one counter per row
-            h = guide(u, mu, log_sigma, r.seeds, r.traj, r.step * cfg.T + t, impl=impl)
-        carry = Carry(h, l)
-    logits, q_halt, value = model.readout(carry.h)
+            h = guided(u, mu, log_sigma, seeds, traj, step * cfg.T + t, impl)
+    logits, q_halt, value = model.readout(h)
     if cfg.mode == "sampled_decoder":
-        z = noise(r.seeds, r.traj, r.step + DECODE_COUNTER, tuple(logits.shape[1:]), impl)
+        z = noise(seeds, traj, step + DECODE_COUNTER, tuple(logits.shape[1:]), impl)
         uniform = (0.5 * (1 + torch.erf(z / 2**0.5))).clamp(1e-7, 1 - 1e-7)
         logits = logits - torch.log(-torch.log(uniform))  # Gumbel-max: a sample of softmax(logits)
-    return Rollout(r.inputs, r.e_x, carry, r.seeds, r.traj, r.step + 1, logits.argmax(-1), value, q_halt)
+    return h, l, logits.argmax(-1), value, q_halt
+
+
+@torch.inference_mode()
+def advance(model: GRAM, r: Rollout) -> Rollout:
+    """One supervision step (T transitions with prior guidance) for every row, then decode."""
+    h, l, tokens, value, q_halt = step_rows(model, r.e_x, r.carry.h, r.carry.l, r.seeds, r.traj, r.step)
+    return Rollout(r.inputs, r.e_x, Carry(h, l), r.seeds, r.traj, r.step + 1, tokens, value, q_halt)
 
 
 @dataclass

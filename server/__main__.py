@@ -2,15 +2,19 @@
 
 Receives GRAM_* environment variables; hands on a running server. On SIGTERM or SIGINT the app
 turns unready (readyz 503) and stops admitting, uvicorn stops accepting connections and lets the
-in-flight requests finish within GRAM_DRAIN_TIMEOUT_S, then the process exits 0.
+in-flight requests finish within GRAM_DRAIN_TIMEOUT_S, then the process exits 0. Before anything
+runs it sets torch's threads for the machine and keeps the compile cache on disk.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import signal
+from pathlib import Path
 from types import FrameType
 
+import torch
 import uvicorn
 
 from server.app import create_app
@@ -30,8 +34,23 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+COMPILE_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "torchinductor"
+
+
+def configure_torch(settings: Settings) -> int:
+    """Intra-op threads (GRAM_TORCH_THREADS, 0: one per CPU this process may run on) and one inter-op
+    thread: the batcher runs one step at a time, and the event loop needs little CPU between steps.
+    The inductor cache goes under .cache/ (kept across restarts) unless TORCHINDUCTOR_CACHE_DIR is set."""
+    threads = settings.torch_threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(1)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(COMPILE_CACHE))
+    return threads
+
+
 def main() -> None:
     settings = Settings()
+    configure_torch(settings)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

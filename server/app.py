@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gram_client.schemas import MAX_SEED, PUZZLES
+from model.graphs import TiledStep
 from server import errors, logs, playground
 from server.batcher import Batcher
 from server.engine import Engine
@@ -162,7 +164,10 @@ async def boot(state: AppState) -> None:
         device = resolve_device(s.device)
         registry = await asyncio.to_thread(Registry.load_dir, s.checkpoint_dir, device)
         pad = s.pad_to_bucket if s.pad_to_bucket is not None else device.type == "cuda"
-        engine = await asyncio.to_thread(Engine, registry, s.max_batch_rows, s.cuda_graphs and pad)
+        cpu_step = (
+            partial(TiledStep, tile_rows=s.step_tile_rows, precision=s.precision) if s.compile_step else None
+        )
+        engine = await asyncio.to_thread(Engine, registry, s.max_batch_rows, s.cuda_graphs and pad, cpu_step)
         if s.warmup:
             for name in registry.models:
                 for bucket in s.buckets:

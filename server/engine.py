@@ -11,13 +11,15 @@ queues or scheduling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
-from model.graphs import StaticStep
+from model.graphs import StaticStep, TiledStep
+from model.network import GRAM
 from model.sampling import Rollout, advance, blank_inputs, start
 from model.selection import Candidate, group, rank
 from server.registry import LoadedModel, Registry
@@ -119,9 +121,17 @@ class Peek:
 class Engine:
     """The batcher's RowEngine over the loaded checkpoints (states are `Rollout`s)."""
 
-    def __init__(self, registry: Registry, max_batch_rows: int, cuda_graphs: bool = False):
+    def __init__(
+        self,
+        registry: Registry,
+        max_batch_rows: int,
+        cuda_graphs: bool = False,
+        cpu_step: Callable[[GRAM], TiledStep] | None = None,
+    ):
         self.registry = registry
         self.cuda_graphs = cuda_graphs
+        self.cpu_step = cpu_step  # builds a CPU model's compiled step (None: eager `advance`)
+        self._tiled: dict[str, TiledStep] = {}
         self._pads: dict[str, Rollout] = {}
         self._static: dict[tuple[str, int], StaticStep] = {}  # (model, bucket) -> captured step
         self._pools: dict[str, _POOL_HANDLE] = {}  # one CUDA graph memory pool per model
@@ -166,15 +176,21 @@ class Engine:
         return result
 
     def _model_step(self, key: str, batch: Rollout) -> Rollout:
-        """The one place a supervision step runs on the model: a captured graph or `advance`."""
+        """The one place a supervision step runs on the model: a captured graph or compiled tiles,
+        else `advance`."""
         static = self._static_step(key, len(batch))
         return static(batch) if static is not None else advance(self._entry(key).model, batch)
 
-    def _static_step(self, key: str, rows: int) -> StaticStep | None:
-        """The captured step of this (model, bucket) on CUDA with cuda_graphs, built on first use."""
+    def _static_step(self, key: str, rows: int) -> StaticStep | TiledStep | None:
+        """The captured step of this (model, bucket) on CUDA with cuda_graphs, or the model's compiled
+        tiled step on CPU (any row count), built on first use."""
+        entry = self._entry(key)
+        if entry.device.type == "cpu" and self.cpu_step is not None:
+            if key not in self._tiled:
+                self._tiled[key] = self.cpu_step(entry.model)
+            return self._tiled[key]
         if not self._captures(key):
             return None
-        entry = self._entry(key)
         if (key, rows) not in self._static:
             pad = self._pads[key]
             pool = self._pools.setdefault(key, torch.cuda.graph_pool_handle())

@@ -8,6 +8,7 @@ Knows nothing of models or HTTP.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,7 +24,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     checkpoint_dir: Path = BUNDLED_CHECKPOINTS
     device: str = "auto"  # "auto": cuda when available, else cpu
-    torch_threads: int = Field(default=0, ge=0)  # 0: leave torch's default
+    # torch's intra-op threads; 0: one per CPU this process may run on (`python -m server` sets them,
+    # with one inter-op thread, before anything runs: the batcher's step owns the cores)
+    torch_threads: int = Field(default=0, ge=0)
     api_key: SecretStr | None = None  # when set, /solve /generate /models need it (Bearer or X-API-Key)
 
     # caps (422 above them; 413 for the body)
@@ -49,6 +52,18 @@ class Settings(BaseSettings):
     cuda_graphs: bool = True
     continuous: bool = True  # rows join and leave at step boundaries (False: whole-rollout batches)
     warmup: bool = True  # run every bucket once before turning ready
+
+    # the CPU step: each model's supervision step compiled by torch.compile (inductor C++, the
+    # elementwise work and the noise fused into vectorised loops) and run as tiles of
+    # step_tile_rows rows, so a row's cost and arithmetic do not depend on its batch. Compiled at
+    # warm-up (about a minute a model on 2 cores the first time; the compile cache, under
+    # .cache/torchinductor unless TORCHINDUCTOR_CACHE_DIR says otherwise, makes a restart quick).
+    # False: eager PyTorch (what the test suite runs unless GRAM_COMPILE_STEP=1)
+    compile_step: bool = True
+    step_tile_rows: int = Field(default=4, ge=1)
+    # matmul precision of the compiled CPU step: "auto" is bf16 where the CPU has AMX (the amx_bf16
+    # flag in /proc/cpuinfo), else fp32; "bf16" without AMX runs, slower than fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     # lifecycle and observability
     drain_timeout_s: float = Field(default=30.0, ge=0)

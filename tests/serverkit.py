@@ -68,8 +68,13 @@ PUZZLES: dict[str, Any] = {
     },
 }
 
+# eager steps keep the suite quick; GRAM_COMPILE_STEP=1 runs it on the compiled CPU step
+COMPILE_STEP = os.environ.get("GRAM_COMPILE_STEP", "0").lower() in ("1", "true")
+BOOT_S = 900 if COMPILE_STEP else 90  # compiling: a minute or two a model
+
 TEST_SETTINGS: dict[str, Any] = dict(
     torch_threads=1,
+    compile_step=COMPILE_STEP,
     max_width=64,
     max_steps=32,
     max_count=64,
@@ -172,7 +177,7 @@ def run_server(settings: Settings, app: FastAPI | None = None) -> Iterator[Live]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     state: AppState = app.state.gram
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + BOOT_S
     while not (server.started and state.booted):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
@@ -210,6 +215,7 @@ QUEUE_ROWS = 64  # GRAM_MAX_QUEUE_ROWS of the shared client-test server: one wid
 BASE_ENV = {
     "GRAM_TORCH_THREADS": "1",
     "GRAM_DEVICE": "cpu",
+    "GRAM_COMPILE_STEP": str(COMPILE_STEP).lower(),
     "GRAM_MAX_WIDTH": "64",
     "GRAM_MAX_STEPS": "64",
     "GRAM_MAX_COUNT": "64",
@@ -263,7 +269,7 @@ def start_server(checkpoints: Path, log: Path, **env: str) -> ServerProcess:
     )  # JSON logs go to `log`
     handle.close()
     server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + BOOT_S
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
@@ -274,7 +280,7 @@ def start_server(checkpoints: Path, log: Path, **env: str) -> ServerProcess:
             pass
         if time.monotonic() > deadline:
             server.stop(signal.SIGKILL)
-            raise RuntimeError(f"server not ready in 90 s:\n{server.log_tail()}")
+            raise RuntimeError(f"server not ready in {BOOT_S} s:\n{server.log_tail()}")
         time.sleep(0.1)
 
 
