@@ -4,8 +4,9 @@ repository on the path) and run its console command `gram-client` against a live
 and `--stream`).
 
 Offline: the wheel is built with `--no-build-isolation` (setuptools from the test's venv), and the
-dependencies come from a local wheelhouse (`GRAM_WHEELHOUSE`, default `.whl/`); when it lacks
-them, `pip download` fills it once (the registry must be reachable then), else the test skips.
+dependencies come from a local wheelhouse (`GRAM_WHEELHOUSE`, default `.cache/wheels/`; `.whl/` holds
+the GPU machine's cp312 wheels); when it lacks them, `pip download` fills it once (the registry must be
+reachable then), else the test skips.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _pins() -> list[str]:
 
 
 def _wheelhouse(pins: list[str]) -> Path:
-    house = Path(os.environ.get("GRAM_WHEELHOUSE", REPO / ".whl"))
+    house = Path(os.environ.get("GRAM_WHEELHOUSE", REPO / ".cache" / "wheels"))
     names = {p.split("==")[0] for p in pins}
     have = {w.name.split("-")[0].lower() for w in house.glob("*.whl")} if house.is_dir() else set()
     if not names <= have:
