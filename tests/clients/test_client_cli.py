@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.serverkit import REPO, ServerProcess, free_port
 
 
@@ -70,6 +72,7 @@ def test_solve_sudoku_human_and_json(live: ServerProcess) -> None:
     assert set(body["candidates"][0]) == {"solution", "valid", "violations", "score", "votes", "lprm"}
 
 
+@pytest.mark.slow
 def test_solve_from_file_stdin_and_dimacs(live: ServerProcess, tmp_path: Path) -> None:
     grid = tmp_path / "grid.txt"
     grid.write_text("1 . | 3 .\n. . | 1 .\n----+----\n. 1 | . .\n4 . | . .\n")

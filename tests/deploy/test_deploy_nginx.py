@@ -118,6 +118,7 @@ def solved(replica: ServerProcess) -> float:
     return metric(replica.metrics(), "gram_requests_total", endpoint="solve", status="200")
 
 
+@pytest.mark.slow
 def test_requests_spread_and_none_lost_when_a_replica_stops(
     balancer: str, replicas: list[ServerProcess]
 ) -> None:

@@ -130,6 +130,7 @@ def instant(prom: str, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+@pytest.mark.slow
 def test_every_dashboard_query_returns_data(deploy_live: ServerProcess, prometheus: str) -> None:
     time.sleep(1.5)  # a first scrape before the load, so counters have a zero to rise from
     drive_load(deploy_live)

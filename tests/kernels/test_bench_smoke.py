@@ -26,6 +26,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_kernel_bench_smoke_records_every_case_and_the_real_step_agrees(tmp_path, monkeypatch):
     bench = _load("bench_kernels", monkeypatch)
     out = tmp_path / "kernels.jsonl"

@@ -64,6 +64,7 @@ compile_kernel("guidance", "_guide_fwd",
 """
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_sm90():
     ptxas = Path(__import__("triton").__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     if not ptxas.exists():

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pytest
 import torch
 
 from model import sampling
@@ -9,6 +10,7 @@ from model.config import ModelConfig
 from model.network import GRAM
 
 
+@pytest.mark.slow
 def test_model_rollout_with_triton_kernels_matches_reference():
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=6, seq_len=16, out_len=16, hidden=24, heads=2, K=1, T=2, puzzle_tokens=2)

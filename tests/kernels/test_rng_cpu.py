@@ -59,6 +59,7 @@ def test_empty_shapes():
     assert philox_normal_cpu(SEEDS, TRAJ, 3, 0).shape == (len(SEEDS), 0)
 
 
+@pytest.mark.slow
 def test_compiled_words_are_bit_exact_and_normals_within_rounding():
     """Inductor fuses the rounds into one loop: the uint32 words stay exact (a per-row step tensor and
     an odd row length exercise the vector tail); the normals differ at most by float rounding."""

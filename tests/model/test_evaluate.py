@@ -183,6 +183,7 @@ def test_cli_end_to_end(tmp_path, data_dir):
     assert results(evaluate.main(argv)) == results(report)  # fixed seeds: the same numbers again
 
 
+@pytest.mark.slow
 def test_cli_unconditional_and_mode_list(tmp_path):
     gen = save_tiny(tmp_path / "gen", SUDOKU4_GEN)
     det = save_tiny(tmp_path / "det", dataclasses.replace(SUDOKU4_GEN, mode="deterministic"))

@@ -61,6 +61,7 @@ def sampling_tensors(r: sampling.Rollout) -> list[torch.Tensor]:
     return [r.carry.h, r.carry.l, r.tokens, r.value, r.q_halt]
 
 
+@pytest.mark.slow
 def test_compiled_tiles_give_the_eager_candidates(model, compiled):
     r = e = rollout(model, 6)
     for _ in range(4):

@@ -131,6 +131,7 @@ def test_presets_load_and_unknown_keys_fail(tmp_path):
         load_preset(ROOT / "model" / "presets" / "sudoku-4.toml", ["hidden=3"])
 
 
+@pytest.mark.slow
 def test_torchrun_data_parallel_step_matches_one_process_on_the_whole_batch(tmp_path):
     script = ROOT / "tests" / "model" / "ddp_step.py"
     one, two = tmp_path / "one.safetensors", tmp_path / "two.safetensors"

@@ -109,6 +109,7 @@ def test_sudoku9_build_has_bands_difficulty_and_disjoint_splits(built):
     assert set(manifest["splits"]) == {"train", "test", "test-36-45", "test-28-35", "test-22-27"}
 
 
+@pytest.mark.slow
 def test_augmented_training_logs_the_prior_rollout_and_resumes(built, tmp_path):
     torch.set_num_threads(1)
     mc = ModelConfig(task="sudoku", task_size=9, hidden=16, heads=2, layers=1, K=1, T=1, puzzle_tokens=1)
