@@ -20,11 +20,10 @@ if __name__ == "__main__" and "--cpu-smoke" in sys.argv[1:]:
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported: kernels run on CPU
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, TextIO  # noqa: E402
 
@@ -33,6 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, not installed
 import kernels  # noqa: E402
+from bench.bench_solve import precision  # noqa: E402  (the same precision contexts as the solve bench)
 from kernels.add_rmsnorm import add_rmsnorm_ref  # noqa: E402
 from kernels.guidance import guide_ref  # noqa: E402
 from kernels.rng import philox_normal_ref  # noqa: E402
@@ -43,19 +43,6 @@ from model.network import GRAM, Block, SwiGLU  # noqa: E402
 from model.sampling import Rollout, advance, start  # noqa: E402
 
 PRECISIONS = ("bf16", "tf32", "fp32")
-
-
-@contextlib.contextmanager
-def precision(name: str, device: str) -> Iterator[None]:
-    """float32 matmuls in TF32 for "tf32" (cuBLAS and the fused kernel alike), IEEE otherwise;
-    autocast to bf16 for "bf16" (the model step; the kernel cases use bf16 tensors instead)."""
-    saved = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("high" if name == "tf32" else "highest")
-    try:
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=name == "bf16"):
-            yield
-    finally:
-        torch.set_float32_matmul_precision(saved)
 
 
 class Recorder:

@@ -22,7 +22,8 @@ from packaging.tags import compatible_tags, cpython_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = {init.parent.name for init in ROOT.glob("*/__init__.py")}  # tasks, model, kernels, server, ...
+# tasks, model, kernels, server, ...; and bench/, whose scripts import each other as `bench.<name>`
+PROJECT = {init.parent.name for init in ROOT.glob("*/__init__.py")} | {"bench"}
 ON_THE_GPU_MACHINE = {"torch", "triton", "numpy", "httpx", "prometheus-client"}
 RUNNERS = {"pytest", "pytest-timeout"}
 ENTRIES = [
