@@ -22,6 +22,7 @@ from gram_client.errors import GramConnectionError, GramError, GramTimeoutError,
 from gram_client.render import badge, render_answer, sudoku_digits
 from gram_client.retry import RetryPolicy
 from gram_client.schemas import (
+    Candidate,
     CandidateEvent,
     ErrorResponse,
     GenerateResponse,
@@ -93,6 +94,13 @@ def _timing(t: Any) -> str:
     return f"queue {t.queue:.1f} ms, compute {t.compute:.1f} ms, total {t.total:.1f} ms"
 
 
+def candidate_badge(cand: Candidate, width: int, color: bool) -> str:
+    """The verifier badge of one ranked candidate (votes out of the request's width, LPRM value)."""
+    return badge(
+        cand.valid, cand.violations, cand.score, votes=cand.votes, width=width, lprm=cand.lprm, color=color
+    )
+
+
 def format_solve(answer: SolveResponse, puzzle: Any, *, color: bool = False, ascii: bool = False) -> str:
     lines = [
         f"{answer.task} · model {answer.model} · seed {answer.seed} · width {answer.width} · steps {answer.steps}"
@@ -102,15 +110,7 @@ def format_solve(answer: SolveResponse, puzzle: Any, *, color: bool = False, asc
         render_answer(answer.task, _puzzle_as_answer(answer.task, puzzle), color=color, ascii=ascii),
     ]
     for rank, cand in enumerate(answer.candidates, start=1):
-        tag = badge(
-            cand.valid,
-            cand.violations,
-            cand.score,
-            votes=cand.votes,
-            width=answer.width,
-            lprm=cand.lprm,
-            color=color,
-        )
+        tag = candidate_badge(cand, answer.width, color)
         lines += ["", f"candidate {rank}/{len(answer.candidates)}  {tag}"]
         lines.append(render_answer(answer.task, _native(cand.solution), puzzle, color=color, ascii=ascii))
     if not answer.candidates:
@@ -394,15 +394,7 @@ def _stream_summary(answer: SolveResponse, color: bool) -> str:
         f"{answer.task} · model {answer.model} · seed {answer.seed} · width {answer.width} · steps {answer.steps}"
     ]
     for rank, cand in enumerate(answer.candidates, start=1):
-        tag = badge(
-            cand.valid,
-            cand.violations,
-            cand.score,
-            votes=cand.votes,
-            width=answer.width,
-            lprm=cand.lprm,
-            color=color,
-        )
+        tag = candidate_badge(cand, answer.width, color)
         lines.append(f"  {rank}. {tag}")
     lines.append(
         f"{answer.num_distinct} distinct; {answer.num_valid_trajectories}/{answer.num_trajectories} trajectories "
