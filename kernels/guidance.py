@@ -15,7 +15,15 @@ import triton
 import triton.language as tl
 
 from kernels._dispatch import use_triton
-from kernels.rng import check_keys, load_step, philox_key, philox_normal_ref, philox_normal_tile, step_arg
+from kernels.rng import (
+    check_keys,
+    load_step,
+    philox_key,
+    philox_normal_cpu,
+    philox_normal_ref,
+    philox_normal_tile,
+    step_arg,
+)
 
 
 def guide_ref(
@@ -27,8 +35,11 @@ def guide_ref(
     step: int | torch.Tensor,
 ) -> torch.Tensor:
     """The spec: h = u + mu + exp(log_sigma) * philox_normal_ref(seeds, traj, step, S * D), float32 math."""
-    xi = philox_normal_ref(seeds, traj, step, math.prod(u.shape[1:])).view(u.shape)
-    return (u.float() + mu.float() + torch.exp(log_sigma.float()) * xi).to(u.dtype)
+    return _guided(u, mu, log_sigma, philox_normal_ref(seeds, traj, step, math.prod(u.shape[1:])))
+
+
+def _guided(u: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+    return (u.float() + mu.float() + torch.exp(log_sigma.float()) * xi.view(u.shape)).to(u.dtype)
 
 
 @triton.jit(do_not_specialize=["step"])
@@ -97,6 +108,8 @@ def guide(
     tensors = (u, mu, log_sigma)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if not use_triton(impl, *tensors, seeds, traj) or u.numel() == 0 or needs_grad:
+        if impl == "auto" and not u.is_cuda:  # the spec's formula over the CPU noise (torch.compile fuses it)
+            return _guided(u, mu, log_sigma, philox_normal_cpu(seeds, traj, step, math.prod(u.shape[1:])))
         return guide_ref(u, mu, log_sigma, seeds, traj, step)
     seeds, traj = check_keys(seeds, traj, u.shape[0])
     return guide_triton(u, mu, log_sigma, seeds, traj, step)

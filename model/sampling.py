@@ -99,17 +99,6 @@ def start(model: GRAM, inputs: Tensor, seeds: Tensor, traj: Tensor) -> Rollout:
     )  # fmt: skip
 
 
-def guided(
-    u: Tensor, mu: Tensor, log_sigma: Tensor, seeds: Tensor, traj: Tensor, step: Tensor, impl: str
-) -> Tensor:
-    """h = u + mu + exp(log_sigma) * xi: the fused kernel where Triton runs (or impl="ref": the spec);
-    elsewhere the spec's formula over the CPU noise, which torch.compile fuses into one loop."""
-    if u.is_cuda or impl != "auto":
-        return guide(u, mu, log_sigma, seeds, traj, step, impl=impl)
-    xi = noise(seeds, traj, step, tuple(u.shape[1:]))
-    return (u.float() + mu.float() + torch.exp(log_sigma.float()) * xi).to(u.dtype)
-
-
 def step_rows(
     model: GRAM, e_x: Tensor, h: Tensor, l: Tensor, seeds: Tensor, traj: Tensor, step: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -121,7 +110,7 @@ def step_rows(
         h = u
         if cfg.guided:
             mu, log_sigma = model.prior(u)  # rows may sit at different steps: one counter per row
-            h = guided(u, mu, log_sigma, seeds, traj, step * cfg.T + t, impl)
+            h = guide(u, mu, log_sigma, seeds, traj, step * cfg.T + t, impl=impl)
     logits, q_halt, value = model.readout(h)
     if cfg.mode == "sampled_decoder":
         z = noise(seeds, traj, step + DECODE_COUNTER, tuple(logits.shape[1:]), impl)
