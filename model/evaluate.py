@@ -1,14 +1,17 @@
 """Evaluation CLI: checkpoints side by side on a test split, over width N and depth (steps).
 
-Receives checkpoint directories (model/checkpoint.py layout) and a split written by
-`python -m tasks.build`; hands on a markdown table (stdout, --out-md) and JSON (--out-json, with the
+Receives checkpoint directories (model/checkpoint.py layout) and one or more splits written by
+`python -m tasks.build`; hands on markdown tables (stdout, --out-md) and JSON (--out-json, with the
 command line and git commit): accuracy at N=1, after verifier / vote / LPRM selection among N,
-coverage@N, conflicts and exact match; for unconditional checkpoints the validity and uniqueness of
-samples. Knows nothing of training or serving. Seeds are fixed: input b uses seed `--seed + b`.
+coverage@N, conflicts and exact match, per split (e.g. clue bands) side by side; for unconditional
+checkpoints the validity and uniqueness of samples. Knows nothing of training or serving. Seeds are
+fixed: input b of a split uses seed `--seed + b`.
 
     python -m model.evaluate runs/nqueens-8/model runs/nqueens-8-det/model --widths 1,5,20 --steps 16
     python -m model.evaluate runs/nqueens-8-det/model --mode deterministic,sampled_decoder,random_z0
     python -m model.evaluate runs/sudoku-4-gen/model --samples 2000 --steps 4,8,16 --compile
+    python -m model.evaluate runs/sudoku-9/model runs/sudoku-9-det/model --widths 1,5,20 \
+        --steps 8,16,32 --split test-36-45,test-28-35,test-22-27 --limit 60
 """
 
 from __future__ import annotations
@@ -256,14 +259,15 @@ def markdown(report: dict[str, Any]) -> str:
     uncond = [r for r in report["runs"] if not r["conditional"]]
     if cond:
         lines += [
-            "| checkpoint | mode | task | inputs | N | steps | acc@1 | verifier | vote | LPRM | coverage "
-            "| conflicts (verifier) | conflicts@1 | exact@1 |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| checkpoint | mode | task | split | inputs | N | steps | acc@1 | verifier | vote | LPRM "
+            "| coverage | conflicts (verifier) | conflicts@1 | exact@1 |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for run in cond:
             r = max(run["results"], key=lambda m: (m["width"], m["steps"]))
             lines.append(
-                f"| {run['checkpoint']} | {run['mode']} | {run['task']} | {run['examples']} | {r['width']} "
+                f"| {run['checkpoint']} | {run['mode']} | {run['task']} | {run['split']} | {run['examples']} "
+                f"| {r['width']} "
                 f"| {r['steps']} | {pct(r['acc_at1'])} | {pct(r['acc_verifier'])} | {pct(r['acc_vote'])} "
                 f"| {pct(r['acc_lprm'])} | {pct(r['coverage'])} | {r['conflicts_verifier']:.2f} "
                 f"| {r['conflicts_at1']:.2f} | {pct(r['exact_at1'])} |"
@@ -276,13 +280,15 @@ def markdown(report: dict[str, Any]) -> str:
                 continue
             acc = {(m["width"], m["steps"]): m["acc_verifier"] for m in run["results"]}
             lines += [
-                f"Accuracy (%) after verifier selection, {run['checkpoint']} [{run['mode']}]:",
+                f"Accuracy (%) after verifier selection, {run['checkpoint']} [{run['mode']}] on {run['split']}:",
                 "",
                 "| N \\ steps | " + " | ".join(str(s) for s in steps) + " |",
                 "|---:|" + "---:|" * len(steps),
             ]
             lines += [f"| {w} | " + " | ".join(pct(acc[w, s]) for s in steps) + " |" for w in widths]
             lines.append("")
+        if len({run["split"] for run in cond}) > 1:
+            lines += by_split(cond)
     if uncond:
         lines += [
             "| checkpoint | mode | task | steps | samples | validity % | distinct valid | distinct / possible |",
@@ -297,6 +303,32 @@ def markdown(report: dict[str, Any]) -> str:
                 )
         lines.append("")
     return "\n".join(lines)
+
+
+def by_split(runs: list[dict[str, Any]]) -> list[str]:
+    """One table of solved % (a valid candidate among N, verifier selection) with a row per
+    (split, N) and a column per (checkpoint [mode], steps): the splits side by side."""
+    labels = list(dict.fromkeys(f"{Path(r['checkpoint']).name} [{r['mode']}]" for r in runs))
+    splits = list(dict.fromkeys(r["split"] for r in runs))
+    steps = sorted({m["steps"] for r in runs for m in r["results"]})
+    widths = sorted({m["width"] for r in runs for m in r["results"]})
+    acc = {
+        (f"{Path(r['checkpoint']).name} [{r['mode']}]", r["split"], m["width"], m["steps"]): m["acc_verifier"]
+        for r in runs
+        for m in r["results"]
+    }
+    columns = [(label, s) for label in labels for s in steps]
+    lines = [
+        "Solved (%): a valid candidate among N (verifier selection), by split:",
+        "",
+        "| split | N | " + " | ".join(f"{label} {s} steps" for label, s in columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
+    ]
+    for split in splits:
+        for w in widths:
+            cells = [pct(acc.get((label, split, w, s))) for label, s in columns]
+            lines.append(f"| {split} | {w} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def git_commit() -> str:
@@ -317,6 +349,15 @@ def parse_ints(text: str) -> list[int]:
     return values
 
 
+def parse_splits(text: str) -> list[str]:
+    splits = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    if not splits:
+        raise argparse.ArgumentTypeError(
+            f"expected split names like test or test-36-45,test-28-35, got {text!r}"
+        )
+    return splits
+
+
 def parse_modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
@@ -331,8 +372,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("checkpoints", nargs="+", help="checkpoint directories, evaluated side by side")
     ap.add_argument("--data", default="data", help="data folder written by python -m tasks.build")
     ap.add_argument("--key", default="", help="split key (default: the checkpoint card's data_key)")
-    ap.add_argument("--split", default="test", help="train, test or an extra test split, e.g. test-g2")
-    ap.add_argument("--limit", type=int, default=0, help="first M inputs of the split (0 = all)")
+    ap.add_argument(
+        "--split", type=parse_splits, default=["test"],
+        help="train, test or extra test splits, comma-separated: e.g. test-36-45,test-28-35,test-22-27",
+    )  # fmt: skip
+    ap.add_argument("--limit", type=int, default=0, help="first M inputs of each split (0 = all)")
     ap.add_argument("--widths", type=parse_ints, default=[20], help="N trajectories per input, e.g. 1,5,20")
     ap.add_argument("--steps", type=parse_ints, default=[16], help="supervision steps, e.g. 4,8,16,32")
     ap.add_argument("--mode", type=parse_modes, default=None, help="run as these modes (inference only)")
@@ -366,25 +410,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 jobs.append((path, trained_mode, load_for_eval(path, mode, args.device)))
             except ValueError as err:
                 ap.error(str(err))
-    splits: dict[str, dict[str, np.ndarray]] = {}
+    splits: dict[tuple[str, str], dict[str, np.ndarray]] = {}
     for path, trained_mode, model in jobs:
         mc = model.cfg
         task = task_of(mc)
-        run: dict[str, Any] = {"checkpoint": str(path), "mode": mc.mode, "trained_mode": trained_mode}
-        run.update(
-            task=task.key, conditional=mc.conditional, parameters=sum(p.numel() for p in model.parameters())
-        )
-        desc = f"{Path(path).name} [{mc.mode}]"
-        t0 = time.perf_counter()
-        if mc.conditional:
-            key = args.key or data_key(path, task)
-            if key not in splits:
-                splits[key] = load_split(args.data, key, args.split)
-            run.update(data_key=key, **evaluate_conditional(model, task, splits[key], cfg, desc))
-        else:
-            run.update(evaluate_unconditional(model, task, cfg, desc))
-        run["seconds"] = round(time.perf_counter() - t0, 2)
-        report["runs"].append(run)
+        for split in args.split if mc.conditional else [None]:  # a generator reads no split
+            run: dict[str, Any] = {"checkpoint": str(path), "mode": mc.mode, "trained_mode": trained_mode}
+            run.update(
+                task=task.key, split=split, conditional=mc.conditional,
+                parameters=sum(p.numel() for p in model.parameters()),
+            )  # fmt: skip
+            desc = f"{Path(path).name} [{mc.mode}] {split or ''}"
+            t0 = time.perf_counter()
+            if split is not None:
+                key = args.key or data_key(path, task)
+                if (key, split) not in splits:
+                    splits[key, split] = load_split(args.data, key, split)
+                run.update(data_key=key, **evaluate_conditional(model, task, splits[key, split], cfg, desc))
+            else:
+                run.update(evaluate_unconditional(model, task, cfg, desc))
+            run["seconds"] = round(time.perf_counter() - t0, 2)
+            report["runs"].append(run)
     table = markdown(report)
     print(table)
     if args.out_md:

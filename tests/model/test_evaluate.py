@@ -183,6 +183,27 @@ def test_cli_end_to_end(tmp_path, data_dir):
     assert results(evaluate.main(argv)) == results(report)  # fixed seeds: the same numbers again
 
 
+def test_cli_splits_side_by_side(tmp_path, data_dir):
+    """--split a,b: one run per (checkpoint, split), the per-split results as if run alone, and the
+    splits side by side in one table (the 9x9 clue bands use it)."""
+    with np.load(data_dir / "nqueens-5" / "test.npz") as npz:
+        test = {k: npz[k] for k in npz.files}
+    tail = {k: test[k][2:] for k in ("inputs", "targets", "group")}  # groups still index the solutions
+    save_npz(data_dir / "nqueens-5" / "test-tail.npz", test | tail)
+    gram = save_tiny(tmp_path / "gram", dataclasses.replace(QUEENS5, sigma_init=1.0))
+    common = [str(gram), "--data", str(data_dir), "--widths", "1,2", "--steps", "1,2"]
+    both = evaluate.main([*common, "--split", "test,test-tail", "--out-md", str(tmp_path / "r.md")])
+    assert [(r["split"], r["examples"]) for r in both["runs"]] == [("test", 6), ("test-tail", 4)]
+    alone = evaluate.main([*common, "--split", "test-tail"])
+    assert both["runs"][1]["results"] == alone["runs"][0]["results"]
+    md = (tmp_path / "r.md").read_text()
+    assert "by split:" in md and "| split | N | gram [gram] 1 steps | gram [gram] 2 steps |" in md
+    rows = [line for line in md.splitlines() if line.startswith(("| test |", "| test-tail |"))]
+    assert [line.split(" | ")[:2] for line in rows] == [["| test", "1"], ["| test", "2"], ["| test-tail", "1"], ["| test-tail", "2"]]  # fmt: skip
+    verifier = {(r["width"], r["steps"]): r["acc_verifier"] for r in both["runs"][1]["results"]}
+    assert rows[3].split(" | ")[2:] == [evaluate.pct(verifier[2, 1]), evaluate.pct(verifier[2, 2]) + " |"]
+
+
 @pytest.mark.slow
 def test_cli_unconditional_and_mode_list(tmp_path):
     gen = save_tiny(tmp_path / "gen", SUDOKU4_GEN)
