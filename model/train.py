@@ -139,8 +139,9 @@ def prior_eval(
 ) -> dict[str, float]:
     """Accuracy of one prior rollout per held-out example: exact match and verifier validity."""
     task = task_of(mc)
-    seeds = torch.arange(len(x), dtype=torch.int64)
-    tokens = run_rows(model.eval(), x, seeds, torch.zeros_like(seeds), steps).tokens
+    seeds = torch.arange(len(x), dtype=torch.int64, device=x.device)
+    tokens = run_rows(model.eval(), x, seeds, torch.zeros_like(seeds), steps).tokens.cpu()
+    x, y = x.cpu(), y.cpu()  # the verifier works on numpy arrays
     valid = [
         bool(task.verify(task.decode_input(xi.numpy()), ti.numpy()[None]).valid[0])
         for xi, ti in zip(x, tokens, strict=True)
@@ -218,6 +219,8 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls where the forward is not bf16
     torch.manual_seed(tc.seed + rank)
     mc = with_task_shapes(mc)
     out = Path(tc.out_dir)
@@ -339,7 +342,10 @@ def finish(
     }
     checkpoint.save(ema, out / "model", card)
     if (out / "log.jsonl").exists():
-        plot_curves(out / "log.jsonl", out / "model" / "curves.png")
+        try:
+            plot_curves(out / "log.jsonl", out / "model" / "curves.png")
+        except ImportError as err:  # the GPU machine has no matplotlib: log.jsonl has the numbers
+            print(f"curves.png not drawn: {err}")
 
 
 def main(argv: list[str] | None = None) -> None:

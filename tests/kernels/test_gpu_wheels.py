@@ -26,11 +26,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PROJECT = {init.parent.name for init in ROOT.glob("*/__init__.py")} | {"bench"}
 ON_THE_GPU_MACHINE = {"torch", "triton", "numpy", "httpx", "prometheus-client"}
 RUNNERS = {"pytest", "pytest-timeout"}
+OPTIONAL = {"matplotlib"}  # imported inside a function the GPU run survives without (train's curves)
 ENTRIES = [
     ROOT / "server" / "__main__.py",
     ROOT / "bench" / "bench_solve.py",
     ROOT / "bench" / "bench_kernels.py",
     ROOT / "bench" / "gpu_serve.py",
+    ROOT / "model" / "train.py",  # bench/gpu_train_sudoku9.sh: build the data, train, evaluate
+    ROOT / "model" / "evaluate.py",
+    ROOT / "tasks" / "build.py",
     ROOT / "tests" / "conftest.py",
     *sorted((ROOT / "tests" / "kernels").glob("*.py")),
 ]
@@ -83,7 +87,7 @@ def third_party_imports() -> set[str]:
                 ):  # the module, its packages' __init__ files; `from x import y` may be a module
                     parts = name.split(".")
                     todo += [f for i in range(1, len(parts) + 1) if (f := project_file(".".join(parts[:i])))]
-                elif top not in sys.stdlib_module_names and top != "__future__":
+                elif top not in sys.stdlib_module_names and top not in OPTIONAL and top != "__future__":
                     found.add(top)
     return found
 

@@ -1,0 +1,71 @@
+"""bench/gpu_train_sudoku9.sh checked on CPU: without CUDA it refuses loudly (exit 2, nothing
+trained); its dry run (GPU_TRAIN_DRY_RUN=1, tiny settings) goes through every phase and ships a
+checkpoint that loads on CPU with a per-band evaluation; shellcheck finds nothing where installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = "bench/gpu_train_sudoku9.sh"
+BANDS = ["test-36-45", "test-28-35", "test-22-27"]
+
+
+def run_script(out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GPU_TRAIN_")}
+    full = {**inherited, "PYTHON": sys.executable, **env}
+    return subprocess.run(
+        ["bash", SCRIPT, str(out)], cwd=ROOT, env=full, capture_output=True, text=True, timeout=400
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_without_cuda_it_fails_with_a_clear_message(tmp_path):
+    done = run_script(tmp_path)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "FAILED: no CUDA device" in done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ok"] is False and summary["phases"]["cuda"]["rc"] == 2 and not summary["dry_run"]
+    assert "NONE: torch sees no CUDA device" in (tmp_path / "env.txt").read_text()
+    assert not (tmp_path / "train.log").exists() and not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow
+def test_the_dry_run_trains_evaluates_by_band_and_ships_a_cpu_checkpoint(tmp_path):
+    done = run_script(tmp_path, GPU_TRAIN_DRY_RUN="1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ok"] and summary["dry_run"]
+    assert list(summary["phases"]) == ["env", "data", "train", "eval", "cpu"]
+    model, card = checkpoint.load(tmp_path / "model", "cpu")
+    assert (model.cfg.task, model.cfg.task_size, model.cfg.hidden) == ("sudoku", 9, 16)
+    assert card["optimizer_steps"] == 4 and card["train"]["data_key"] == "sudoku-9"
+    assert [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()][-1] == 4
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert [run["split"] for run in report["runs"]] == BANDS
+    assert all(run["examples"] == 2 and len(run["results"]) == 4 for run in report["runs"])
+    assert "by split:" in (tmp_path / "eval.md").read_text()
+    cpu = json.loads((tmp_path / "cpu_load.json").read_text())
+    assert (
+        cpu["loads_on_cpu"]
+        and cpu["under_20_mb"]
+        and cpu["parameters"] == sum(p.numel() for p in model.parameters())
+    )
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_shellcheck_is_clean():
+    done = subprocess.run(["shellcheck", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
