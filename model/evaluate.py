@@ -307,13 +307,17 @@ def markdown(report: dict[str, Any]) -> str:
 
 def by_split(runs: list[dict[str, Any]]) -> list[str]:
     """One table of solved % (a valid candidate among N, verifier selection) with a row per
-    (split, N) and a column per (checkpoint [mode], steps): the splits side by side."""
-    labels = list(dict.fromkeys(f"{Path(r['checkpoint']).name} [{r['mode']}]" for r in runs))
+    (split, N) and a column per (checkpoint [mode], steps): the splits side by side. A checkpoint
+    is named by its folder (its parent's for runs/<name>/model), by its path where those clash."""
+    paths = list(dict.fromkeys(r["checkpoint"] for r in runs))
+    short = {p: Path(p).parent.name if Path(p).name == "model" else Path(p).name for p in paths}
+    name = short if len(set(short.values())) == len(paths) else {p: p for p in paths}
+    labels = list(dict.fromkeys(f"{name[r['checkpoint']]} [{r['mode']}]" for r in runs))
     splits = list(dict.fromkeys(r["split"] for r in runs))
     steps = sorted({m["steps"] for r in runs for m in r["results"]})
     widths = sorted({m["width"] for r in runs for m in r["results"]})
     acc = {
-        (f"{Path(r['checkpoint']).name} [{r['mode']}]", r["split"], m["width"], m["steps"]): m["acc_verifier"]
+        (f"{name[r['checkpoint']]} [{r['mode']}]", r["split"], m["width"], m["steps"]): m["acc_verifier"]
         for r in runs
         for m in r["results"]
     }

@@ -204,6 +204,22 @@ def test_cli_splits_side_by_side(tmp_path, data_dir):
     assert rows[3].split(" | ")[2:] == [evaluate.pct(verifier[2, 1]), evaluate.pct(verifier[2, 2]) + " |"]
 
 
+def test_split_table_names_each_checkpoint_once():
+    def run(path: str, acc: float) -> dict:
+        return {"checkpoint": path, "mode": "gram", "split": "t", "results": [{"width": 1, "steps": 2, "acc_verifier": acc}]}  # fmt: skip
+
+    lines = evaluate.by_split([run("runs/x/model", 0.25), run("runs/y/model", 0.5)])
+    assert (
+        lines[2] == "| split | N | x [gram] 2 steps | y [gram] 2 steps |"
+        and lines[4] == "| t | 1 | 25.0 | 50.0 |"
+    )
+    lines = evaluate.by_split([run("a/ck", 0.25), run("b/ck", 0.5)])  # the same folder name: paths
+    assert (
+        lines[2] == "| split | N | a/ck [gram] 2 steps | b/ck [gram] 2 steps |"
+        and lines[4] == "| t | 1 | 25.0 | 50.0 |"
+    )
+
+
 @pytest.mark.slow
 def test_cli_unconditional_and_mode_list(tmp_path):
     gen = save_tiny(tmp_path / "gen", SUDOKU4_GEN)
