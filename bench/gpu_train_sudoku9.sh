@@ -151,16 +151,17 @@ fi
 # ----- train: the trainer stops itself after GPU_TRAIN_MINUTES and saves; the limit is the backstop ---
 # A compiled run that fails early (not at its limit) is retried eager, for the minutes left: the
 # summary then holds train (failed) and train_eager (ok counts the retry), and the model is eager.
-# The trainer's own clock (max_minutes) is GPU_TRAIN_MINUTES or what the budget leaves after 150 s
-# for eval and cpu and 120 s for start-up and the final save, whichever is less.
+# The trainer's own clock (max_minutes) is GPU_TRAIN_MINUTES or what the budget leaves after 130 s
+# for eval and cpu and 60 s for the trainer's start-up and final save, whichever is less.
 run="$scratch/run"
 train() {  # train NAME EXTRA_OVERRIDES...
-  local name=$1 fit=$(((deadline - SECONDS - 150 - 120) / 60))
+  local name=$1 fit=$((deadline - SECONDS - 130 - 60))
   shift
-  [ "$fit" -ge 1 ] || fit=1  # (0 would mean no limit: the timeout below is the backstop)
-  attempt "$name" "$(limit_for $((minutes * 60 + 120)) 150)" "$py" -m model.train --preset "$preset" \
+  [ "$fit" -lt $((minutes * 60)) ] || fit=$((minutes * 60))
+  [ "$fit" -ge 30 ] || fit=30  # (0 would mean no limit: the timeout below is the backstop)
+  attempt "$name" "$(limit_for $((fit + 120)) 130)" "$py" -m model.train --preset "$preset" \
     --no-resume "train.out_dir=$run" "train.data_dir=$data" train.data_key=sudoku-9 "${train_args[@]}" \
-    "train.max_minutes=$((minutes < fit ? minutes : fit))" "$@"
+    "train.max_minutes=$(printf '%d.%02d' $((fit / 60)) $((fit % 60 * 100 / 60)))" "$@"
 }
 train train
 rc=$?
@@ -175,7 +176,7 @@ fi
 cp -r "$run/model" "$out/model" && cp "$run/log.jsonl" "$out/log.jsonl"
 
 # ----- eval: solved % by clue band ------------------------------------------------------------------------
-phase eval "$(limit_for 150 60)" "$py" -m model.evaluate "$out/model" --device "$device" --data "$data" \
+phase eval "$(limit_for 150 40)" "$py" -m model.evaluate "$out/model" --device "$device" --data "$data" \
   --split "$bands" "${eval_args[@]}" --out-json "$out/eval.json" --out-md "$out/eval.md"
 
 # ----- cpu: the shipped checkpoint loads and solves without CUDA ------------------------------------------
