@@ -16,8 +16,9 @@
 #   env    nvidia-smi, versions (env.txt); .whl/ into a scratch --target first on PYTHONPATH; imports
 #   data   the sudoku-9 splits (train, test, test-36-45, test-28-35, test-22-27), when not carried
 #   train  python -m model.train --preset GPU_TRAIN_PRESET (default model/presets/sudoku-9.toml) for
-#          GPU_TRAIN_MINUTES (default 6) at batch GPU_TRAIN_BATCH (default 1024), bf16 autocast,
-#          TF32, compiled core, constant learning rate after warm-up; the EMA checkpoint goes to
+#          GPU_TRAIN_MINUTES (default 6, less where the budget leaves less) at batch GPU_TRAIN_BATCH
+#          (default 1024), bf16 autocast, TF32, compiled core (retried eager if that fails), constant
+#          learning rate after warm-up; the EMA checkpoint goes to
 #          OUTDIR/model (model.safetensors, config.json, card.json) and its log to OUTDIR/log.jsonl
 #   eval   python -m model.evaluate on the three clue bands (GPU_TRAIN_EVAL_LIMIT puzzles each,
 #          default 300 = all), N = 1, 5, 20 at 8 / 16 / 32 steps: OUTDIR/eval.{json,md}
