@@ -163,6 +163,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['rows']} | {r['variant']} | {r['traj_steps_per_s']:.0f} | {r['gflops']:.1f} | "
             f"{100 * r['of_best_bound']:.1f} % | {vs} |"
         )
+    if report.get("command"):
+        lines += ["", f"`{report['command']}`"]
     if report.get("fast_per_row_4_to_max") is not None:
         ratio = report["fast_per_row_4_to_max"]
         lines += ["", f"Fast path: per-row throughput at the most rows / at 4 rows: {ratio:.2f}."]
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     per_row = fast[max(fast)] / fast[4] if 4 in fast and max(fast) > 4 else None
     report = {
         "bench": "bench_engine",
+        "command": " ".join(["python bench/bench_engine.py", *(argv if argv is not None else sys.argv[1:])]),
         "git_commit": git_commit(),
         "torch": torch.__version__,
         "cpu": f"{platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, amx_bf16 {has_amx_bf16()}, "

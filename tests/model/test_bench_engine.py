@@ -26,5 +26,6 @@ def test_smoke_writes_json_and_markdown(tmp_path):
         assert abs(r["gflops"] - r["traj_steps_per_s"] * flops / 1e9) < 1e-6 * r["gflops"] + 1e-9
         assert abs(r["of_best_bound"] - r["traj_steps_per_s"] / best) < 1e-9
     assert report["fast_per_row_4_to_max"] is None  # only with a row count above 4
+    assert report["command"] == f"python bench/bench_engine.py --smoke --threads 1 --out {out}"
     md = out.with_suffix(".md").read_text()
-    assert "| 4 | fast |" in md and "GEMM-only bound" in md
+    assert "| 4 | fast |" in md and "GEMM-only bound" in md and report["command"] in md
