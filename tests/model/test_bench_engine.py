@@ -29,3 +29,14 @@ def test_smoke_writes_json_and_markdown(tmp_path):
     assert report["command"] == f"python bench/bench_engine.py --smoke --threads 1 --out {out}"
     md = out.with_suffix(".md").read_text()
     assert "| 4 | fast |" in md and "GEMM-only bound" in md and report["command"] in md
+
+
+def test_smoke_with_tile_workers(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_engine", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "engine.json"
+    assert bench.main(["--smoke", "--threads", "1", "--workers", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["fast_path"].endswith("2 tile workers")
+    assert all(r["traj_steps_per_s"] > 0 for r in report["results"] if r["variant"] == "fast")
