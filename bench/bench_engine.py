@@ -125,13 +125,13 @@ def gemm_bound(
 
 
 def variants(
-    model: GRAM, names: list[str], tile_rows: int, precision: str, compile: bool
+    model: GRAM, names: list[str], tile_rows: int, precision: str, compile: bool, workers: int = 1
 ) -> dict[str, Callable]:
     """name -> step function on a Rollout."""
     ref = GRAM(model.cfg).eval()
     ref.load_state_dict(model.state_dict())
     ref.set_impl("ref")
-    tiled = TiledStep(model, tile_rows=tile_rows, precision=precision, compile=compile)
+    tiled = TiledStep(model, tile_rows=tile_rows, precision=precision, compile=compile, workers=workers)
     table = {"eager-ref": lambda r: advance(ref, r), "eager": lambda r: advance(model, r), "fast": tiled}
     return {n: table[n] for n in names}
 
@@ -163,6 +163,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['rows']} | {r['variant']} | {r['traj_steps_per_s']:.0f} | {r['gflops']:.1f} | "
             f"{100 * r['of_best_bound']:.1f} % | {vs} |"
         )
+    if report.get("command"):
+        lines += ["", f"`{report['command']}`"]
     if report.get("fast_per_row_4_to_max") is not None:
         ratio = report["fast_per_row_4_to_max"]
         lines += ["", f"Fast path: per-row throughput at the most rows / at 4 rows: {ratio:.2f}."]
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=0, help="torch threads (0: every CPU this process may use)"
     )
     ap.add_argument("--tile-rows", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1, help="the fast path's tile workers (GRAM_STEP_WORKERS)")
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--no-compile", action="store_true", help="run the fast path's tiles eagerly")
     ap.add_argument("--budget-s", type=float, default=1.0, help="least seconds per measurement")
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     rows_list = [int(x) for x in args.rows.split(",")]
     names = args.variants.split(",")
     precision = resolve_precision(args.precision)
-    steps = variants(model, names, args.tile_rows, precision, not args.no_compile)
+    steps = variants(model, names, args.tile_rows, precision, not args.no_compile, args.workers)
 
     flop_rows = min(max(rows_list), 16)
     flops, shapes = step_flops(model, flop_rows)
@@ -238,12 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     per_row = fast[max(fast)] / fast[4] if 4 in fast and max(fast) > 4 else None
     report = {
         "bench": "bench_engine",
+        "command": " ".join(["python bench/bench_engine.py", *(argv if argv is not None else sys.argv[1:])]),
         "git_commit": git_commit(),
         "torch": torch.__version__,
         "cpu": f"{platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, amx_bf16 {has_amx_bf16()}, "
         f"{threads} thread(s)",
         "checkpoint": "tiny random (smoke)" if args.smoke else str(args.checkpoint.relative_to(ROOT)),
-        "fast_path": f"{'eager' if args.no_compile else 'compiled'} tiles of {args.tile_rows} rows, {precision}",
+        "fast_path": f"{'eager' if args.no_compile else 'compiled'} tiles of {args.tile_rows} rows, {precision}"
+        f"{f', {args.workers} tile workers' if args.workers > 1 else ''}",
         "compile_or_cache_s": compile_s,
         "mflop_per_traj_step": flops / 1e6,
         "gemm_shapes_rows": flop_rows,

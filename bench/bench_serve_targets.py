@@ -2,8 +2,11 @@
 
 Receives a port and a label; hands back one JSON line: readiness time, the p50 of sequential
 width-20 N-Queens-8 solves (16 steps, one seed: the candidates must repeat), trajectory-steps/s
-served to 8 concurrent clients at width 64, and the GEMM-only bound of checkpoints/nqueens-8
-(bench_engine.py) measured afterwards in the same run, with the served fraction of the best bound.
+served to 8 concurrent clients at width 64, cross-request batching (width 4, 16 steps: 32
+concurrent clients vs one client at a time, alternating in rounds), and, once the server is gone,
+the GEMM-only bounds of checkpoints/nqueens-8 (bench_engine.py) measured in the same run: at the
+16-row shapes in fp32 / bf16 with the server's threads (the load target), and at the server's tile
+shapes with 1 and 2 threads (the floor of the width-20 solve, the ceiling of batching).
 
     GRAM_CHECKPOINT_DIR=<dir with nqueens-8> GRAM_TORCH_THREADS=1 python bench/bench_serve_targets.py 18300 fast
 """
@@ -19,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import torch
@@ -29,38 +33,58 @@ from bench.bench_engine import gemm_bound, step_flops  # noqa: E402
 from model.checkpoint import load  # noqa: E402
 
 PUZZLE = {"n": 8, "queens": [[0, 0], [1, 4]]}
+STEPS = 16
 
 
-async def load_phase(url: str, seconds: float, clients: int = 8, width: int = 64) -> float:
-    """Trajectory-steps/s served to `clients` closed-loop clients at `width`, 16 steps."""
-    done = 0
-    end = time.monotonic() + seconds
-    async with httpx.AsyncClient(base_url=url, timeout=600) as c:
+async def load_phase(url: str, seconds: float, clients: int, width: int) -> tuple[float, float]:
+    """(trajectory-steps/s, requests/s) served to `clients` closed-loop clients at `width`, 16 steps:
+    requests started in the first `seconds`, over the time until the last one answered."""
+    done = requests = 0
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as c:
+        end = time.monotonic() + seconds
 
         async def client(k: int) -> None:
-            nonlocal done
+            nonlocal done, requests
             i = 0
             while time.monotonic() < end:
-                body = {
-                    "task": "nqueens",
-                    "puzzle": PUZZLE,
-                    "width": width,
-                    "steps": 16,
-                    "seed": k * 1000 + i,
-                }
-                r = await c.post("/solve", json=body)
+                body = {"task": "nqueens", "puzzle": PUZZLE, "width": width, "steps": STEPS}
+                r = await c.post("/solve", json={**body, "seed": k * 1000 + i})
                 r.raise_for_status()
-                done += width * 16
+                done += width * STEPS
+                requests += 1
                 i += 1
 
         t = time.monotonic()
         await asyncio.gather(*(client(k) for k in range(clients)))
-        return done / (time.monotonic() - t)
+        elapsed = time.monotonic() - t
+        return done / elapsed, requests / elapsed
+
+
+def batching_phase(url: str, seconds: float, rounds: int, clients: int = 32) -> dict[str, Any]:
+    """Width 4: `clients` concurrent clients vs one client at a time, alternating, `rounds` times
+    each (keys clients1 and clients<N>, and ratio_<N>_vs_1)."""
+    many = f"clients{clients}"
+    sides: dict[str, list[tuple[float, float]]] = {many: [], "clients1": []}
+    for _ in range(rounds):
+        for name, n in (("clients1", 1), (many, clients)):
+            sides[name].append(asyncio.run(load_phase(url, seconds, n, 4)))
+    med = {
+        name: {
+            "traj_steps_per_s": round(statistics.median(x[0] for x in runs), 1),
+            "requests_per_s": round(statistics.median(x[1] for x in runs), 2),
+            "per_round_traj_steps_per_s": [round(x[0], 1) for x in runs],
+        }
+        for name, runs in sides.items()
+    }
+    ratio = statistics.median(a[0] / b[0] for a, b in zip(sides[many], sides["clients1"], strict=True))
+    return {**med, f"ratio_{clients}_vs_1": round(ratio, 2)}
 
 
 def main() -> None:
     port, label = int(sys.argv[1]), sys.argv[2]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRAM_PORT": str(port), "GRAM_LOG_LEVEL": "WARNING"}
+    load_s, rounds = float(os.environ.get("LOAD_S", "20")), int(os.environ.get("ROUNDS", "2"))
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -73,7 +97,7 @@ def main() -> None:
                     break
             time.sleep(0.5)
         ready_s = time.monotonic() - t0
-        body = {"task": "nqueens", "puzzle": PUZZLE, "width": 20, "steps": 16, "seed": 1}
+        body = {"task": "nqueens", "puzzle": PUZZLE, "width": 20, "steps": STEPS, "seed": 1}
         lat = []
         with httpx.Client(base_url=url, timeout=600) as c:
             first = c.post("/solve", json=body).json()
@@ -82,27 +106,45 @@ def main() -> None:
                 again = c.post("/solve", json=body).json()
                 lat.append(time.perf_counter() - t)
                 assert again["candidates"] == first["candidates"]
-        tps = asyncio.run(load_phase(url, float(os.environ.get("LOAD_S", "20"))))
-        threads = int(os.environ.get("GRAM_TORCH_THREADS", "0")) or len(os.sched_getaffinity(0))
-        torch.set_num_threads(threads)
-        model = load(ROOT / "checkpoints" / "nqueens-8")[0]
-        _, shapes = step_flops(model, 16)
-        bound = {
-            k: gemm_bound(shapes, 16, d, 2.0) for k, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))
-        }
-        report = {
-            "label": label,
-            "ready_s": round(ready_s, 1),
-            "solve_w20_s16_p50_ms": round(1000 * statistics.median(lat), 1),
-            "solve_ms": [round(1000 * x) for x in lat],
-            "load8_w64_traj_steps_per_s": round(tps, 1),
-            "gemm_bound_traj_steps_per_s": {k: round(v) for k, v in bound.items()},
-            "load_of_best_bound": round(tps / max(bound.values()), 4),
-        }
-        print(json.dumps(report), flush=True)
+        tps, _ = asyncio.run(load_phase(url, load_s, 8, 64))
+        batching = batching_phase(url, load_s, rounds)
     finally:
         proc.terminate()
         proc.wait()
+    threads = int(os.environ.get("GRAM_TORCH_THREADS", "0")) or len(os.sched_getaffinity(0))
+    tile = int(os.environ.get("GRAM_STEP_TILE_ROWS", "4"))
+    model = load(ROOT / "checkpoints" / "nqueens-8")[0]
+    torch.set_num_threads(threads)
+    _, shapes = step_flops(model, 16)
+    bound = {
+        k: gemm_bound(shapes, 16, d, 2.0) for k, d in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
+    _, tile_shapes = step_flops(model, tile)
+    floor = {}  # the width-20 solve's 320 trajectory-steps at the GEMM bound of the tile shapes
+    for n in sorted({1, min(2, len(os.sched_getaffinity(0))), threads}):
+        torch.set_num_threads(n)
+        tile_bound = gemm_bound(tile_shapes, tile, torch.float32, 2.0)
+        floor[f"threads{n}"] = {
+            "tile_gemm_bound_traj_steps_per_s": round(tile_bound),
+            "solve_w20_s16_gemm_ms": round(1000 * 20 * STEPS / tile_bound),
+        }
+    best_tile = max(f["tile_gemm_bound_traj_steps_per_s"] for f in floor.values())
+    report = {
+        "label": label,
+        "threads": threads,
+        "step_workers": int(os.environ.get("GRAM_STEP_WORKERS", "1")),
+        "ready_s": round(ready_s, 1),
+        "solve_w20_s16_p50_ms": round(1000 * statistics.median(lat), 1),
+        "solve_ms": [round(1000 * x) for x in lat],
+        "solve_w20_s16_gemm_floor": floor,
+        "load8_w64_traj_steps_per_s": round(tps, 1),
+        "gemm_bound_traj_steps_per_s": {k: round(v) for k, v in bound.items()},
+        "load_of_best_bound": round(tps / max(bound.values()), 4),
+        "batching_w4": batching,
+        # what 32 clients could get at best (the tile GEMM bound, any thread count) / one client's rate
+        "batching_ceiling_ratio": round(best_tile / batching["clients1"]["traj_steps_per_s"], 2),
+    }
+    print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             "GRAM_MAX_BATCH_ROWS": str(args.max_batch_rows),
             "GRAM_LOG_LEVEL": "WARNING",
         }
+        if args.cpu_smoke:  # the script's plumbing, not the compiled CPU step (tests/server covers that)
+            env["GRAM_COMPILE_STEP"] = "false"
         write({"meta": {"checkpoint": args.checkpoint.name, "device": env["GRAM_DEVICE"],
                         "max_batch_rows": args.max_batch_rows, "torch": torch.__version__}})  # fmt: skip
         proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log)

@@ -4,18 +4,19 @@
 any batch of exactly that many rows, replayed from a CUDA graph over static buffers that the next
 call overwrites (callers take what they need first). `TiledStep` is its CPU counterpart: any
 batch runs as tiles of a fixed row count through one torch.compile'd step (inductor C++, the
-elementwise work fused), so a row's arithmetic and cost never depend on its batch. Knows nothing
-of requests or batching.
+elementwise work fused), one tile at a time or on several one-thread workers at once, so a row's
+arithmetic and cost never depend on its batch. Knows nothing of requests or batching.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -98,6 +99,10 @@ def _tile_step(
         return step_rows(model, e_x, h, l, seeds, traj, step)
 
 
+def _one_torch_thread() -> None:
+    torch.set_num_threads(1)
+
+
 class TiledStep:
     """`advance` of any number of rows as tiles of `tile_rows` rows through one compiled step.
 
@@ -105,20 +110,39 @@ class TiledStep:
     first call: warm it before serving); the last tile is filled with copies of the batch's last
     row, whose results are dropped. With `compile=False` the tiles run eagerly (same arithmetic
     order per row, slower). If compiling fails (e.g. no C++ compiler) the step logs it and runs eagerly.
+
+    With `workers` > 1 every tile runs on one of `workers` threads of one torch thread each, as many
+    tiles at once as there are workers (the compiled step is then C++ end to end, inductor's
+    cpp_wrapper, which lets go of the GIL): a step of several tiles uses several cores, and a tile's
+    arithmetic is the same whichever worker runs it and whatever runs beside it.
     """
 
-    def __init__(self, model: GRAM, tile_rows: int = 4, precision: str = "fp32", compile: bool = True):
-        if tile_rows < 1:
-            raise ValueError(f"tile_rows must be >= 1, got {tile_rows}")
+    def __init__(
+        self,
+        model: GRAM,
+        tile_rows: int = 4,
+        precision: str = "fp32",
+        compile: bool = True,
+        workers: int = 1,
+    ):
+        if tile_rows < 1 or workers < 1:
+            raise ValueError(f"tile_rows and workers must be >= 1, got {tile_rows} and {workers}")
         self.model, self.tile_rows = model, tile_rows
         self.bf16 = resolve_precision(precision) == "bf16"
         self.fn: Callable[..., tuple[Tensor, ...]] = _tile_step
+        self.pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="gram-tile", initializer=_one_torch_thread)
+            if workers > 1
+            else None
+        )
         if compile:
             dyn = torch._dynamo.config  # one graph per model on the same code: allow every loaded model
             dyn.recompile_limit = max(dyn.recompile_limit, 64)
             dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, 1024)
-            self.fn = torch.compile(_tile_step, dynamic=False)
+            options: dict[str, Any] | None = {"cpp_wrapper": True} if workers > 1 else None
+            self.fn = torch.compile(_tile_step, dynamic=False, options=options)
 
+    @torch.inference_mode()
     def _run(self, tile: Rollout) -> tuple[Tensor, ...]:
         args = (tile.e_x, tile.carry.h, tile.carry.l, tile.seeds, tile.traj, tile.step)
         try:
@@ -134,10 +158,11 @@ class TiledStep:
     def __call__(self, batch: Rollout) -> Rollout:
         rows, n = len(batch), self.tile_rows
         device = batch.seeds.device
-        parts = []
-        for first in range(0, rows, n):
-            index = torch.arange(first, first + n, device=device).clamp(max=rows - 1)
-            parts.append(self._run(batch.select(index)))
+        tiles = [
+            batch.select(torch.arange(first, first + n, device=device).clamp(max=rows - 1))
+            for first in range(0, rows, n)
+        ]
+        parts = list(self.pool.map(self._run, tiles) if self.pool is not None else map(self._run, tiles))
         h, l, tokens, value, q_halt = (torch.cat(p)[:rows] for p in zip(*parts, strict=True))
         return Rollout(
             batch.inputs,

@@ -29,7 +29,8 @@ def headline(model: GRAM, spec: dict[str, Any], data_dir: str | Path) -> float:
     """The card's headline metric: accuracy after verifier selection at `width` on the first
     `examples` test inputs, or (unconditional) validity over `examples` samples; 16 steps by default."""
     task = task_of(model.cfg)
-    settings = Settings(widths=[spec["width"]], steps=[spec["steps"]], seed=spec["seed"])
+    # 32 rows per forward pass: on a CPU core small batches stay in cache (~1.5x faster per row than 256)
+    settings = Settings(widths=[spec["width"]], steps=[spec["steps"]], seed=spec["seed"], batch=32)
     if model.cfg.conditional:
         settings.limit = spec["examples"]
         split = load_split(data_dir, spec["data_key"], "test")

@@ -165,7 +165,9 @@ async def boot(state: AppState) -> None:
         registry = await asyncio.to_thread(Registry.load_dir, s.checkpoint_dir, device)
         pad = s.pad_to_bucket if s.pad_to_bucket is not None else device.type == "cuda"
         cpu_step = (
-            partial(TiledStep, tile_rows=s.step_tile_rows, precision=s.precision) if s.compile_step else None
+            partial(TiledStep, tile_rows=s.step_tile_rows, precision=s.precision, workers=s.step_workers)
+            if s.compile_step
+            else None
         )
         engine = await asyncio.to_thread(Engine, registry, s.max_batch_rows, s.cuda_graphs and pad, cpu_step)
         if s.warmup:

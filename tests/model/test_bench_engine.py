@@ -26,5 +26,17 @@ def test_smoke_writes_json_and_markdown(tmp_path):
         assert abs(r["gflops"] - r["traj_steps_per_s"] * flops / 1e9) < 1e-6 * r["gflops"] + 1e-9
         assert abs(r["of_best_bound"] - r["traj_steps_per_s"] / best) < 1e-9
     assert report["fast_per_row_4_to_max"] is None  # only with a row count above 4
+    assert report["command"] == f"python bench/bench_engine.py --smoke --threads 1 --out {out}"
     md = out.with_suffix(".md").read_text()
-    assert "| 4 | fast |" in md and "GEMM-only bound" in md
+    assert "| 4 | fast |" in md and "GEMM-only bound" in md and report["command"] in md
+
+
+def test_smoke_with_tile_workers(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_engine", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "engine.json"
+    assert bench.main(["--smoke", "--threads", "1", "--workers", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["fast_path"].endswith("2 tile workers")
+    assert all(r["traj_steps_per_s"] > 0 for r in report["results"] if r["variant"] == "fast")

@@ -4,6 +4,7 @@ a row's result does not depend on its batch or tile position, and the precision 
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 import torch
@@ -99,3 +100,37 @@ def test_precision_follows_the_cpu(tmp_path):
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16")
+
+
+def test_tiles_on_workers_give_the_same_bits_as_one_at_a_time(model):
+    r = rollout(model, 11, seed=3)  # 3 tiles of 4, the last one padded
+    serial = TiledStep(model, tile_rows=4, compile=False)
+    parallel = TiledStep(model, tile_rows=4, compile=False, workers=2)
+    ran_on: set[str] = set()
+    run = parallel._run
+
+    def recorded(tile: sampling.Rollout) -> tuple[torch.Tensor, ...]:
+        ran_on.add(threading.current_thread().name)
+        return run(tile)
+
+    parallel._run = recorded  # type: ignore[method-assign]
+    a = b = r
+    for _ in range(3):
+        a, b = serial(a), parallel(b)
+        for x, y in zip(sampling_tensors(a), sampling_tensors(b), strict=True):
+            assert torch.equal(x, y)
+    assert ran_on and all(name.startswith("gram-tile") for name in ran_on)
+    with pytest.raises(ValueError, match="workers"):
+        TiledStep(model, workers=0)
+
+
+@pytest.mark.slow
+def test_compiled_tiles_on_workers_give_the_compiled_bits(model, compiled):
+    """workers > 1 compiles the step with inductor's cpp_wrapper (GIL released): same kernels, same bits."""
+    r = rollout(model, 10, seed=4)
+    parallel = TiledStep(model, tile_rows=4, precision="fp32", compile=True, workers=2)
+    a = b = r
+    for _ in range(3):
+        a, b = compiled(a), parallel(b)
+        for x, y in zip(sampling_tensors(a), sampling_tensors(b), strict=True):
+            assert torch.equal(x, y)
