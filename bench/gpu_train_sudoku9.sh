@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Train a 9x9 Sudoku GRAM model on the GPU machine in a few minutes, evaluate it by clue band, and
-# ship a checkpoint that loads on CPU (issue 15 item 4). The machine has Python 3.12 with torch,
+# Train a 9x9 Sudoku GRAM model and its deterministic twin on the GPU machine in a few minutes,
+# evaluate both by clue band, and ship checkpoints that load on CPU (issue 15 item 4). The machine has Python 3.12 with torch,
 # triton and numpy, and no package registry: the rest comes from .whl/ (bench/gpu_wheels.sh).
 #
 # Before (here): bench/gpu_wheels.sh, and the data, so that the GPU's minutes go to training:
@@ -15,14 +15,17 @@
 # Phases (each writes OUTDIR/<phase>.log):
 #   env    nvidia-smi, versions (env.txt); .whl/ into a scratch --target first on PYTHONPATH; imports
 #   data   the sudoku-9 splits (train, test, test-36-45, test-28-35, test-22-27), when not carried
-#   train  python -m model.train --preset GPU_TRAIN_PRESET (default model/presets/sudoku-9.toml) for
-#          GPU_TRAIN_MINUTES (default 6, less where the budget leaves less) at batch GPU_TRAIN_BATCH
-#          (default 1024), bf16 autocast, TF32, compiled core (retried eager if that fails), constant
-#          learning rate after warm-up; the EMA checkpoint goes to
-#          OUTDIR/model (model.safetensors, config.json, card.json) and its log to OUTDIR/log.jsonl
-#   eval   python -m model.evaluate on the three clue bands (GPU_TRAIN_EVAL_LIMIT puzzles each,
-#          default 300 = all), N = 1, 5, 20 at 8 / 16 / 32 steps: OUTDIR/eval.{json,md}
-#   cpu    the checkpoint loaded with CUDA hidden, one width-8 solve on CPU: OUTDIR/cpu_load.json
+#   train_det   the presets' recipe, stage 1: python -m model.train --preset sudoku-9-det.toml (the
+#          deterministic core) for half of GPU_TRAIN_MINUTES (default 6; less where the budget
+#          leaves less) -> OUTDIR/sudoku-9-det (model.safetensors, config.json, card.json, log.jsonl)
+#   train_gram  stage 2: --preset sudoku-9.toml (GRAM) started from stage 1's weights, for the rest
+#          -> OUTDIR/sudoku-9. GPU_TRAIN_STAGES=det trains the twin alone, for all the minutes.
+#          Both at batch GPU_TRAIN_BATCH (default 1024), bf16 autocast, TF32, compiled core (retried
+#          eager, as <phase>_eager, if that fails early), constant learning rate after warm-up
+#   eval   python -m model.evaluate, the models side by side on the three clue bands
+#          (GPU_TRAIN_EVAL_LIMIT puzzles each, default 300 = all), N = 1, 5, 20 at 8 / 16 / 32 steps:
+#          OUTDIR/eval.{json,md}
+#   cpu    each checkpoint loaded with CUDA hidden, one width-8 solve on CPU: OUTDIR/cpu_load.json
 # Exit: 0 when every phase passed; 2 without a CUDA device (after env.txt and summary.json); 1
 # otherwise. GPU_TRAIN_DRY_RUN=1 runs every phase on CPU with tiny settings (what the tests check).
 # Python: $PYTHON, else python3.
@@ -35,7 +38,7 @@ unset TRITON_INTERPRET
 py="${PYTHON:-python3}"
 dry="${GPU_TRAIN_DRY_RUN:-0}"
 budget="${GPU_TRAIN_BUDGET_S:-560}"
-preset="${GPU_TRAIN_PRESET:-model/presets/sudoku-9.toml}"
+stages="${GPU_TRAIN_STAGES:-det gram}"
 minutes="${GPU_TRAIN_MINUTES:-6}"
 batch="${GPU_TRAIN_BATCH:-1024}"
 limit="${GPU_TRAIN_EVAL_LIMIT:-300}"
@@ -149,40 +152,50 @@ if [ "$dry" = "1" ] || [ ! -f "$data/sudoku-9/test-22-27.npz" ]; then
   phase data "$(limit_for 200 300)" "$py" -m tasks.build --out "$data" --only sudoku-9 --quiet "${build_sizes[@]}"
 fi
 
-# ----- train: the trainer stops itself after GPU_TRAIN_MINUTES and saves; the limit is the backstop ---
-# A compiled run that fails early (not at its limit) is retried eager, for the minutes left: the
-# summary then holds train (failed) and train_eager (ok counts the retry), and the model is eager.
-# The trainer's own clock (max_minutes) is GPU_TRAIN_MINUTES or what the budget leaves after 130 s
-# for eval and cpu and 60 s for the trainer's start-up and final save, whichever is less.
-run="$scratch/run"
-train() {  # train NAME EXTRA_OVERRIDES...
-  local name=$1 fit=$((deadline - SECONDS - 130 - 60))
-  shift
-  [ "$fit" -lt $((minutes * 60)) ] || fit=$((minutes * 60))
-  [ "$fit" -ge 30 ] || fit=30  # (0 would mean no limit: the timeout below is the backstop)
-  attempt "$name" "$(limit_for $((fit + 120)) 130)" "$py" -m model.train --preset "$preset" \
-    --no-resume "train.out_dir=$run" "train.data_dir=$data" train.data_key=sudoku-9 "${train_args[@]}" \
-    "train.max_minutes=$(printf '%d.%02d' $((fit / 60)) $((fit % 60 * 100 / 60)))" "$@"
+# ----- train: each stage's trainer stops itself on its clock and saves; the limit is the backstop -----
+# The clock (max_minutes) is the stage's share of what the budget leaves after 150 s for eval and
+# cpu and 60 s per stage still to run for start-up and the final save, at most its share of
+# GPU_TRAIN_MINUTES. A compiled run that fails early (not at its limit) is retried eager for the time
+# left: the summary then holds both (ok counts the retry).
+train_stage() {  # train_stage NAME PRESET FOLDER SHARE_% STAGES_LEFT EXTRA_OVERRIDES...
+  local name=$1 preset=$2 folder=$3 share=$4 left=$5 rc secs try
+  shift 5
+  for try in "$name" "${name}_eager"; do
+    secs=$(((deadline - SECONDS - 150 - 60 * left) * share / 100))
+    [ "$secs" -lt $((minutes * 60 * share / 100)) ] || secs=$((minutes * 60 * share / 100))
+    [ "$secs" -ge 30 ] || secs=30  # (0 would mean no limit: the timeout is the backstop)
+    rm -rf "$folder"
+    attempt "$try" "$(limit_for $((secs + 120)) 150)" "$py" -m model.train --preset "$preset" --no-resume \
+      "train.out_dir=$folder" "train.data_dir=$data" train.data_key=sudoku-9 "${train_args[@]}" \
+      "train.max_minutes=$(printf '%d.%02d' $((secs / 60)) $((secs % 60 * 100 / 60)))" "$@"
+    rc=$?
+    { [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$dry" = "1" ]; } && break
+    echo "== $try failed (rc $rc): once more without torch.compile"
+    set -- "$@" train.compile=false
+  done
+  [ -f "$folder/model/model.safetensors" ] || { echo "gpu_train_sudoku9: FAILED: $name wrote no checkpoint" >&2; exit 1; }
+  [ "$rc" -eq 0 ] || echo "== $name stopped with rc $rc: the last checkpoint it saved is kept"
+  cp -r "$folder/model" "$out/$(basename "$folder")" && cp "$folder/log.jsonl" "$out/$(basename "$folder")/"
 }
-train train
-rc=$?
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] && [ "$dry" != "1" ]; then
-  echo "== train failed (rc $rc): once more without torch.compile, for the minutes left"
-  rm -rf "$run"
-  train train_eager train.compile=false
-  rc=$?
-fi
-[ -f "$run/model/model.safetensors" ] || { echo "gpu_train_sudoku9: FAILED: no checkpoint was written" >&2; exit 1; }
-[ "$rc" -eq 0 ] || echo "== the trainer stopped with rc $rc: the last checkpoint it saved is evaluated"
-cp -r "$run/model" "$out/model" && cp "$run/log.jsonl" "$out/log.jsonl"
+case "$stages" in
+  "det gram")
+    train_stage train_det model/presets/sudoku-9-det.toml "$scratch/sudoku-9-det" 50 2
+    train_stage train_gram model/presets/sudoku-9.toml "$scratch/sudoku-9" 100 1 \
+      "train.init_from=$scratch/sudoku-9-det/model"
+    models=("$out/sudoku-9" "$out/sudoku-9-det") ;;
+  det)
+    train_stage train_det model/presets/sudoku-9-det.toml "$scratch/sudoku-9-det" 100 1
+    models=("$out/sudoku-9-det") ;;
+  *) echo "gpu_train_sudoku9: GPU_TRAIN_STAGES must be 'det gram' or 'det', got '$stages'" >&2; exit 1 ;;
+esac
 
-# ----- eval: solved % by clue band ------------------------------------------------------------------------
-phase eval "$(limit_for 150 40)" "$py" -m model.evaluate "$out/model" --device "$device" --data "$data" \
+# ----- eval: solved % by clue band, the models side by side ----------------------------------------------
+phase eval "$(limit_for 150 40)" "$py" -m model.evaluate "${models[@]}" --device "$device" --data "$data" \
   --split "$bands" "${eval_args[@]}" --out-json "$out/eval.json" --out-md "$out/eval.md"
 
-# ----- cpu: the shipped checkpoint loads and solves without CUDA ------------------------------------------
-cpu_check() {
-  CUDA_VISIBLE_DEVICES="" "$py" - "$out" "$data" <<'EOF'
+# ----- cpu: the shipped checkpoints load and solve without CUDA -----------------------------------------
+cpu_check() {  # cpu_check FOLDER...: OUTDIR/cpu_load.json
+  CUDA_VISIBLE_DEVICES="" "$py" - "$out" "$data" "$@" <<'EOF'
 import json, pathlib, sys
 import torch
 from model import checkpoint, sampling
@@ -190,24 +203,27 @@ from tasks import get_task
 from tasks.data import load_split
 out, data = pathlib.Path(sys.argv[1]), sys.argv[2]
 assert not torch.cuda.is_available()
-model, card = checkpoint.load(out / "model", "cpu")
 task = get_task("sudoku", 9)
 x = torch.from_numpy(load_split(data, "sudoku-9", "test-36-45")["inputs"][:1].astype("int64"))
-res = sampling.solve(model, x, 8, 16, torch.tensor([0]))
-valid = task.verify(task.decode_input(x[0].numpy()), res.tokens.reshape(8, -1).numpy()).valid
-size = (out / "model" / checkpoint.WEIGHTS).stat().st_size
-report = {
-    "loads_on_cpu": True, "parameters": sum(p.numel() for p in model.parameters()),
-    "weights_bytes": size, "under_20_mb": size <= 20 * 2**20, "optimizer_steps": card.get("optimizer_steps"),
-    "train_wall_s": card.get("wall_time_s"), "machine": card.get("machine"),
-    "cpu_solve_valid_of_8": int(valid.sum()),
-}
-(out / "cpu_load.json").write_text(json.dumps(report, indent=1) + "\n")
-print(json.dumps(report))
-sys.exit(0 if report["under_20_mb"] else 1)
+reports = {}
+for folder in map(pathlib.Path, sys.argv[3:]):
+    model, card = checkpoint.load(folder, "cpu")
+    res = sampling.solve(model, x, 8, 16, torch.tensor([0]))
+    valid = task.verify(task.decode_input(x[0].numpy()), res.tokens.reshape(8, -1).numpy()).valid
+    size = (folder / checkpoint.WEIGHTS).stat().st_size
+    reports[folder.name] = {
+        "loads_on_cpu": True, "mode": model.cfg.mode, "parameters": sum(p.numel() for p in model.parameters()),
+        "weights_bytes": size, "under_20_mb": size <= 20 * 2**20, "optimizer_steps": card.get("optimizer_steps"),
+        "train_wall_s": card.get("wall_time_s"), "machine": card.get("machine"),
+        "cpu_solve_valid_of_8": int(valid.sum()),
+    }
+(out / "cpu_load.json").write_text(json.dumps(reports, indent=1) + "\n")
+print(json.dumps(reports))
+sys.exit(0 if all(r["under_20_mb"] for r in reports.values()) else 1)
 EOF
 }
-phase cpu "$(limit_for 60 0)" bash -c "$(declare -f cpu_check); py='$py' out='$out' data='$data' cpu_check"
+phase cpu "$(limit_for 60 0)" bash -c "$(declare -f cpu_check); py='$py' out='$out' data='$data' cpu_check \"\$@\"" \
+  cpu_check "${models[@]}"
 
 cat "$out/summary.json"
 [ -f "$out/eval.md" ] && cat "$out/eval.md"
