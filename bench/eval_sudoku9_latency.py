@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         "requests": args.requests,
         "torch_threads": args.threads,
         "compile_step": args.compile == "true",
+        "other_gram_env": {k: v for k, v in os.environ.items() if k.startswith("GRAM_") and "KEY" not in k},
         "ready_s": round(ready_s, 1),
         "p50_ms": round(q(wall, 50), 1),
         "p90_ms": round(q(wall, 90), 1),
