@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 ROOT = Path(__file__).resolve().parents[2]
 # tasks, model, kernels, server, ...; and bench/, whose scripts import each other as `bench.<name>`
-PROJECT = {init.parent.name for init in ROOT.glob("*/__init__.py")} | {"bench"}
+PROJECT = {init.parent.name for init in ROOT.glob("*/__init__.py")} | {"bench", "tests"}  # namespace packages
 ON_THE_GPU_MACHINE = {"torch", "triton", "numpy", "httpx", "prometheus-client"}
 RUNNERS = {"pytest", "pytest-timeout"}
 OPTIONAL = {"matplotlib"}  # imported inside a function the GPU run survives without (train's curves)
