@@ -14,11 +14,9 @@ shapes with 1 and 2 threads (the floor of the width-20 solve, the ceiling of bat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.bench_engine import gemm_bound, step_flops  # noqa: E402
+from bench.serverproc import serve  # noqa: E402
 from model.checkpoint import load  # noqa: E402
 
 PUZZLE = {"n": 8, "queens": [[0, 0], [1, 4]]}
@@ -83,20 +82,8 @@ def batching_phase(url: str, seconds: float, rounds: int, clients: int = 32) -> 
 
 def main() -> None:
     port, label = int(sys.argv[1]), sys.argv[2]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRAM_PORT": str(port), "GRAM_LOG_LEVEL": "WARNING"}
     load_s, rounds = float(os.environ.get("LOAD_S", "20")), int(os.environ.get("ROUNDS", "2"))
-    t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("server exited")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.5)
-        ready_s = time.monotonic() - t0
+    with serve({"GRAM_PORT": str(port)}) as (url, ready_s, _):
         body = {"task": "nqueens", "puzzle": PUZZLE, "width": 20, "steps": STEPS, "seed": 1}
         lat = []
         with httpx.Client(base_url=url, timeout=600) as c:
@@ -108,9 +95,6 @@ def main() -> None:
                 assert again["candidates"] == first["candidates"]
         tps, _ = asyncio.run(load_phase(url, load_s, 8, 64))
         batching = batching_phase(url, load_s, rounds)
-    finally:
-        proc.terminate()
-        proc.wait()
     threads = int(os.environ.get("GRAM_TORCH_THREADS", "0")) or len(os.sched_getaffinity(0))
     tile = int(os.environ.get("GRAM_STEP_TILE_ROWS", "4"))
     model = load(ROOT / "checkpoints" / "nqueens-8")[0]

@@ -9,7 +9,8 @@ back a printed table and the JSON (commit, device, versions, batcher knobs, ever
      (target >= 3x);
   3. p99 latency of width-1 requests with a width-64 background vs unloaded (target <= 3x);
   4. step-level (continuous) vs whole-rollout batching on a mix of shallow and deep requests.
-Each server is `python -m server` in a subprocess on a free loopback port, configured by GRAM_*.
+Each server is `python -m server` in a subprocess on a free loopback port, configured by GRAM_*
+(bench/serverproc.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the project is not installed
 
+from bench.serverproc import serve  # noqa: E402
 from model.checkpoint import save  # noqa: E402
 from model.config import load_preset  # noqa: E402
 from model.network import GRAM  # noqa: E402
@@ -55,46 +55,15 @@ TARGETS = {
 # ----------------------------------------------------------------------------- servers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(checkpoint_dir: Path, **knobs: Any) -> Iterator[str]:
     """`python -m server` with GRAM_<KNOB>=value; yields its URL once /readyz says ready."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "GRAM_PORT": str(port),
-        "GRAM_CHECKPOINT_DIR": str(checkpoint_dir),
-    }
-    env.update({"GRAM_TORCH_THREADS": "1", "GRAM_LOG_LEVEL": "WARNING"})
-    env.update(
+    gram = {"GRAM_CHECKPOINT_DIR": str(checkpoint_dir), "GRAM_TORCH_THREADS": "1"}
+    gram.update(
         {f"GRAM_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in knobs.items()}
     )
-    proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve(gram, ready_s=120) as running:
+        yield running.url
 
 
 # ----------------------------------------------------------------------------- load

@@ -1,10 +1,11 @@
 """9x9 Sudoku solve latency through the server: sequential width-20, 16-step /solve requests.
 
 Receives a 9x9 checkpoint (default checkpoints/wip/sudoku-9), copied alone into a temp checkpoint
-folder for `python -m server` (a subprocess on a free loopback port, GRAM_* set here); hands back a
-printed line and JSON (--out): time to /readyz, the client-side p50 / p90 / min / max of --requests
-solves of seeded 30-clue puzzles (tasks.sudoku's generator) after --warmup, the server's own total
-per request, and how many candidates came back valid. Knows nothing of the model's quality.
+folder for `python -m server` (bench/serverproc.py: a subprocess on a free loopback port, GRAM_* set
+here); hands back a printed line and JSON (--out): time to /readyz, the client-side p50 / p90 / min /
+max of --requests solves of seeded 30-clue puzzles (tasks.sudoku's generator) after --warmup, the
+server's own total per request, and how many candidates came back valid. Knows nothing of the
+model's quality.
 
     /work/brief/idle.sh .venv/bin/python bench/eval_sudoku9_latency.py --compile true --threads 1
 """
@@ -16,10 +17,7 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,18 +28,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the project is not installed
+from bench.serverproc import NotReady, serve  # noqa: E402
 from tasks.sudoku import grid_to_string, make_puzzle, random_grid  # noqa: E402
 
 
 def puzzles(count: int, clues: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     return [grid_to_string(make_puzzle(random_grid(9, rng), clues, rng)) for _ in range(count)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_name() -> str:
@@ -67,39 +60,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="sudoku9-latency-"))
     shutil.copytree(args.checkpoint, folder / "sudoku-9")
-    port = free_port()
-    env = {
-        **os.environ,
+    gram = {
         "GRAM_CHECKPOINT_DIR": str(folder),
-        "GRAM_HOST": "127.0.0.1",
-        "GRAM_PORT": str(port),
         "GRAM_DEVICE": "cpu",
         "GRAM_TORCH_THREADS": str(args.threads),
         "GRAM_COMPILE_STEP": args.compile,
-        "GRAM_LOG_LEVEL": "WARNING",
     }
-    env.pop("GRAM_API_KEY", None)
-    log = (folder / "server.log").open("wb")
-    t0 = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(
-                    f"server exited {server.returncode}: {(folder / 'server.log').read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.perf_counter() - t0 > args.ready_s:
-                raise SystemExit(f"not ready in {args.ready_s} s")
-            time.sleep(0.2)
-        ready_s = time.perf_counter() - t0
-        wall, server_ms, valid = [], [], []
-        with httpx.Client(base_url=url, timeout=300) as http:
+        with (
+            serve(gram, log=folder / "server.log", ready_s=args.ready_s) as server,
+            httpx.Client(base_url=server.url, timeout=300) as http,
+        ):
+            wall, server_ms, valid = [], [], []
             for i, puzzle in enumerate(puzzles(args.warmup + args.requests, args.clues, seed=0)):
                 body = {
                     "task": "sudoku",
@@ -118,13 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
                 wall.append(took)
                 server_ms.append(answer["timing_ms"]["total"])
                 valid.append(sum(c["votes"] for c in answer["candidates"] if c["valid"]))
+    except NotReady as exc:
+        raise SystemExit(str(exc)) from None
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
         shutil.rmtree(folder, ignore_errors=True)
 
     def q(values: list[float], p: float) -> float:
@@ -141,7 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch_threads": args.threads,
         "compile_step": args.compile == "true",
         "other_gram_env": {k: v for k, v in os.environ.items() if k.startswith("GRAM_") and "KEY" not in k},
-        "ready_s": round(ready_s, 1),
+        "ready_s": round(server.ready_s, 1),
         "p50_ms": round(q(wall, 50), 1),
         "p90_ms": round(q(wall, 90), 1),
         "min_ms": round(min(wall), 1),

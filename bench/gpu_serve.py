@@ -5,18 +5,14 @@ to PATH as it goes: `meta`, the time until /readyz (model load, CUDA-graph captu
 then the latency of width-20 solves one at a time (16 steps, unloaded), then the trajectories/s of 8
 clients at width 64, each record flushed. Exit 1 when the server does not become ready or a
 request fails, 2 without CUDA (--cpu-smoke serves on the CPU, for the tests). Knows the server only
-through its environment (GRAM_*) and its HTTP API.
+through its environment (GRAM_*, set by bench/serverproc.py, which starts it) and its HTTP API.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,13 +24,10 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from anywhere: the project is not installed
+from bench.serverproc import NotReady, serve  # noqa: E402
+
 BOARD = {"n": 8, "queens": [[0, 0], [1, 4]]}  # an N-Queens-8 puzzle with two queens placed
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def body(width: int, steps: int, seed: int) -> dict[str, Any]:
@@ -105,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         args.solves, args.load_s, args.max_batch_rows = 3, 1.0, 8
     args.out.parent.mkdir(parents=True, exist_ok=True)
     log_path = Path(str(args.out) + ".server.log")
-    with args.out.open("w") as out, log_path.open("w") as log, tempfile.TemporaryDirectory() as tmp:
+    with args.out.open("w") as out, tempfile.TemporaryDirectory() as tmp:
 
         def write(record: dict[str, Any]) -> None:
             out.write(json.dumps(record) + "\n")
@@ -113,58 +106,36 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(record), flush=True)
 
         (Path(tmp) / args.checkpoint.name).symlink_to(args.checkpoint.resolve())  # serve this one only
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            "GRAM_PORT": str(free_port()),
+        gram = {
             "GRAM_CHECKPOINT_DIR": tmp,
             "GRAM_DEVICE": "cpu" if args.cpu_smoke else "cuda",
             "GRAM_MAX_BATCH_ROWS": str(args.max_batch_rows),
-            "GRAM_LOG_LEVEL": "WARNING",
         }
         if args.cpu_smoke:  # the script's plumbing, not the compiled CPU step (tests/server covers that)
-            env["GRAM_COMPILE_STEP"] = "false"
-        write({"meta": {"checkpoint": args.checkpoint.name, "device": env["GRAM_DEVICE"],
+            gram["GRAM_COMPILE_STEP"] = "false"
+        write({"meta": {"checkpoint": args.checkpoint.name, "device": gram["GRAM_DEVICE"],
                         "max_batch_rows": args.max_batch_rows, "torch": torch.__version__}})  # fmt: skip
-        proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
-            return measure(f"http://127.0.0.1:{env['GRAM_PORT']}", proc, args, steps, clients, width, write)
+            with serve(gram, log=log_path, ready_s=args.ready_s, stop_s=20) as server:
+                write({"ready": True, "ready_s": round(server.ready_s, 1)})
+                return measure(server.url, args, steps, clients, width, write)
+        except NotReady as exc:
+            write({"ready": False, "error": str(exc)})  # ends with the tail of its .server.log
+            return 1
         except Exception as exc:
             write({"error": f"{type(exc).__name__}: {exc}"[:500]})
             return 1
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def measure(
     url: str,
-    proc: subprocess.Popen,
     args: argparse.Namespace,
     steps: int,
     clients: int,
     width: int,
     write: Callable[[dict[str, Any]], None],
 ) -> int:
-    """Wait for /readyz, then the unloaded solves and the load; 0 when every request succeeded."""
-    t0 = time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            write({"ready": False, "error": f"server exited with {proc.returncode} (see its .server.log)"})
-            return 1
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() - t0 > args.ready_s:
-            write({"ready": False, "error": f"not ready after {args.ready_s} s"})
-            return 1
-        time.sleep(0.25)
-    write({"ready": True, "ready_s": round(time.monotonic() - t0, 1)})
+    """The unloaded solves, then the load; 0 when every request succeeded."""
     with httpx.Client(base_url=url, timeout=120) as client:
         first = solve_ms(client, 20, steps, 0)
         times = [solve_ms(client, 20, steps, seed) for seed in range(1, args.solves + 1)]
