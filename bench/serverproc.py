@@ -52,9 +52,9 @@ def log_tail(path: Path, chars: int = 2000) -> str:
 def serve(
     gram: Mapping[str, str], log: Path | None = None, ready_s: float = 600.0, stop_s: float = 30.0
 ) -> Iterator[Running]:
-    """The server with the environment's GRAM_* updated by `gram` (GRAM_LOG_LEVEL WARNING and a free
-    GRAM_PORT unless given), stdout and stderr to `log` (default: a temporary file); raises NotReady
-    when it exits or is not ready after `ready_s` seconds."""
+    """The server with the environment's GRAM_* updated by `gram` (GRAM_HOST 127.0.0.1; GRAM_LOG_LEVEL
+    WARNING and a free GRAM_PORT unless given), stdout and stderr to `log` (default: a temporary
+    file); raises NotReady when it exits or is not ready after `ready_s` seconds."""
     port = gram.get("GRAM_PORT") or str(free_port())
     env = {k: v for k, v in os.environ.items() if k != "GRAM_API_KEY"}
     env.update({"GRAM_LOG_LEVEL": "WARNING", **gram, "GRAM_HOST": "127.0.0.1", "GRAM_PORT": port})
