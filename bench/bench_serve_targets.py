@@ -116,7 +116,7 @@ def main() -> None:
     report = {
         "label": label,
         "threads": threads,
-        "step_workers": int(os.environ.get("GRAM_STEP_WORKERS", "1")),
+        "step_workers": int(os.environ.get("GRAM_STEP_WORKERS", "0")) or len(os.sched_getaffinity(0)),
         "ready_s": round(ready_s, 1),
         "solve_w20_s16_p50_ms": round(1000 * statistics.median(lat), 1),
         "solve_ms": [round(1000 * x) for x in lat],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
@@ -165,7 +166,12 @@ async def boot(state: AppState) -> None:
         registry = await asyncio.to_thread(Registry.load_dir, s.checkpoint_dir, device)
         pad = s.pad_to_bucket if s.pad_to_bucket is not None else device.type == "cuda"
         cpu_step = (
-            partial(TiledStep, tile_rows=s.step_tile_rows, precision=s.precision, workers=s.step_workers)
+            partial(
+                TiledStep,
+                tile_rows=s.step_tile_rows,
+                precision=s.precision,
+                workers=s.step_workers or len(os.sched_getaffinity(0)),
+            )
             if s.compile_step
             else None
         )

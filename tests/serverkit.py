@@ -75,6 +75,7 @@ BOOT_S = 900 if COMPILE_STEP else 90  # compiling: a minute or two a model
 TEST_SETTINGS: dict[str, Any] = dict(
     torch_threads=1,
     compile_step=COMPILE_STEP,
+    step_workers=1,  # one compile of the plain step (tests/server/test_server_fast_step.py runs 2)
     max_width=64,
     max_steps=32,
     max_count=64,
