@@ -9,7 +9,7 @@ tensors take the PyTorch references. With CUDA nothing is set: the `gpu` tests c
 
 Re-measuring every shipped checkpoint's headline (tests/model/test_checkpoints.py) costs a few
 CPU-minutes; `shipped_headlines` starts it when the session starts, in two niced processes, so it
-runs beside the rest of the suite (mostly one core busy) instead of after it.
+runs beside the rest of the suite (mostly one core busy) instead of after it; those tests run last.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
 HEADLINE_TEST = "test_checkpoint_reproduces_its_headline"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The headline checks run last, so their background measurement has the whole suite to finish."""
+    items.sort(key=lambda item: getattr(item, "originalname", "") == HEADLINE_TEST)  # stable
 
 
 @pytest.fixture(scope="session", autouse=True)
