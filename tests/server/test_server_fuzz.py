@@ -51,7 +51,13 @@ def fuzz(op, mode: GenerationMode, url: str, seen: dict[str, set[tuple[int, str]
     positive = mode is GenerationMode.POSITIVE
 
     @given(case=op.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,  # the same cases every run
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case) -> None:
         response = case.call(base_url=url)
         kind = response.json()["error"]["type"] if response.status_code >= 400 else ""
