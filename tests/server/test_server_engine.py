@@ -4,11 +4,14 @@ themselves are tested in tests/model/test_selection.py)."""
 
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
+from model.graphs import TiledStep
 from model.sampling import run_rows
 from server.engine import Engine, GenerateResult, Progress, SolveResult, Work
 from server.registry import Registry
@@ -32,23 +35,31 @@ def finished(traj: list[int], grids: list[str]) -> SimpleNamespace:
     return SimpleNamespace(traj=torch.tensor(traj), tokens=tokens, value=torch.full((len(traj),), 0.5))
 
 
-def test_engine_steps_are_batch_invariant(tmp_path) -> None:
-    """Rows padded to a bucket and mixed with other requests' rows give what they give alone."""
+@pytest.mark.parametrize(
+    "cpu_step, bucket",
+    [(None, 16), (partial(TiledStep, tile_rows=4, compile=False), 12)],
+    ids=["model-step", "tiled-step"],
+)
+def test_engine_steps_are_batch_invariant(tmp_path, cpu_step, bucket) -> None:
+    """Rows padded to a bucket and mixed with other requests' rows give what they give alone, with
+    the model's own step or the CPU hook's tiled step (compiled tiles: tests/model/test_fast_step.py)."""
     make_checkpoint(tmp_path, "nq", "nqueens", 6, True)
     reg = Registry.load_dir(tmp_path, torch.device("cpu"))
     entry = reg.models["nq"]
-    engine = Engine(reg, max_batch_rows=16)
+    engine = Engine(reg, max_batch_rows=16, cpu_step=cpu_step)
     task = entry.task
     mine = Work("solve", entry, task.parse({"n": 6}), task.encode_input(task.parse({"n": 6})), 42, 3, 5)
     other_instance = task.parse({"n": 6, "queens": [[0, 1]]})
     other = Work("solve", entry, other_instance, task.encode_input(other_instance), 7, 9, 5)
     a, b = engine.start(mine, 0, 3), engine.start(other, 0, 9)
     for _ in range(5):
-        a, b = engine.step("nq", [a, b], 16)
+        a, b = engine.step("nq", [a, b], bucket)
+    if cpu_step is not None:
+        assert isinstance(engine._static_step("nq", bucket), TiledStep)
     ref = run_rows(
         entry.model, torch.as_tensor(mine.inputs).expand(3, -1), torch.full((3,), 42), torch.arange(3), 5
     )
-    assert torch.equal(a.tokens, ref.tokens)
+    assert torch.equal(a.tokens, ref.tokens) and torch.equal(a.step, torch.full((3,), 5))
     assert torch.allclose(a.value, ref.value, atol=1e-5)  # float sums may differ in the last bits
 
 
