@@ -32,8 +32,9 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, not installed
 
 from model.config import ModelConfig, TrainConfig  # noqa: E402
+from model.graphs import has_amx_bf16  # noqa: E402
 from model.network import GRAM, Carry  # noqa: E402
-from model.train import compile_core, cpu_has_amx_bf16, make_optimizer, train_step  # noqa: E402
+from model.train import compile_core, make_optimizer, train_step  # noqa: E402
 from tasks import task_from_key  # noqa: E402
 
 VARIANTS = ("eager-fp32", "eager-bf16", "compile-fp32", "compile-bf16")
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for gemm in GEMMS:
             r[f"of_{gemm}"] = r["gflops"] / same[gemm]["gflops"] if gemm in same else float("nan")
         r["of_best_gemm"] = r["gflops"] / max(same[g]["gflops"] for g in GEMMS if g in same)
-    cpu = f"{platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, amx_bf16={cpu_has_amx_bf16()}"
+    cpu = f"{platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, amx_bf16={has_amx_bf16()}"
     report = {
         "command": "python bench/bench_train.py " + shlex.join(argv),
         "git_commit": git_commit(),

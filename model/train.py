@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig, load_preset, task_of, to_dict
+from model.graphs import has_amx_bf16
 from model.loss import step_loss
 from model.network import GRAM, Carry, StepOutput
 from model.sampling import run_rows
@@ -61,18 +62,10 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return lr
 
 
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AMX); without it bf16 autocast is slower."""
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-
-
 def use_bf16(tc: TrainConfig, device: torch.device) -> bool:
     """precision "auto" is bf16 on a CPU with AMX only (measured in bench/bench_train.py)."""
     if tc.precision == "auto":
-        return device.type == "cpu" and cpu_has_amx_bf16()
+        return device.type == "cpu" and has_amx_bf16()
     return tc.precision == "bf16"
 
 

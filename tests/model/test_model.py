@@ -11,9 +11,10 @@ from safetensors.torch import load_file
 
 from model import checkpoint, sampling
 from model.config import ModelConfig, TrainConfig, load_preset
+from model.graphs import has_amx_bf16
 from model.loss import balanced_kl, step_loss
 from model.network import GRAM, Guidance
-from model.train import compile_core, cpu_has_amx_bf16, lr_at, make_optimizer, train_step, use_bf16
+from model.train import compile_core, lr_at, make_optimizer, train_step, use_bf16
 
 TINY = ModelConfig(vocab_size=5, seq_len=9, out_len=9, hidden=32, heads=2, K=2, T=2, puzzle_tokens=2)
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,7 +272,7 @@ def test_compiled_train_step_matches_the_eager_one():
 
 def test_precision_auto_is_bf16_only_on_a_cpu_with_amx():
     cpu = torch.device("cpu")
-    assert use_bf16(TrainConfig(), cpu) == cpu_has_amx_bf16()
+    assert use_bf16(TrainConfig(), cpu) == has_amx_bf16()
     assert use_bf16(TrainConfig(precision="bf16"), cpu) and not use_bf16(TrainConfig(precision="fp32"), cpu)
     assert not use_bf16(TrainConfig(), torch.device("cuda"))
     with pytest.raises(ValueError, match="precision"):
