@@ -18,7 +18,7 @@ import torch
 import uvicorn
 
 from server.app import create_app
-from server.settings import Settings
+from server.settings import Settings, usable_cores
 from server.state import AppState
 
 
@@ -41,7 +41,7 @@ def configure_torch(settings: Settings) -> int:
     """Intra-op threads (GRAM_TORCH_THREADS, 0: one per CPU this process may run on) and one inter-op
     thread: the batcher runs one step at a time, and the event loop needs little CPU between steps.
     The inductor cache goes under .cache/ (kept across restarts) unless TORCHINDUCTOR_CACHE_DIR is set."""
-    threads = settings.torch_threads or len(os.sched_getaffinity(0))
+    threads = settings.torch_threads or usable_cores()
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(COMPILE_CACHE))

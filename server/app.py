@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import time
 import uuid
@@ -35,7 +34,7 @@ from server.engine import Engine
 from server.metrics import Metrics, RequestLabels
 from server.registry import Registry, resolve_device
 from server.routes import router
-from server.settings import Settings
+from server.settings import Settings, usable_cores
 from server.state import AppState
 
 log = logging.getLogger("gram.server")
@@ -170,7 +169,7 @@ async def boot(state: AppState) -> None:
                 TiledStep,
                 tile_rows=s.step_tile_rows,
                 precision=s.precision,
-                workers=s.step_workers or len(os.sched_getaffinity(0)),
+                workers=s.step_workers or usable_cores(),
             )
             if s.compile_step
             else None

@@ -7,6 +7,7 @@ Knows nothing of models or HTTP.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, which a container may narrow)."""
+    return len(os.sched_getaffinity(0))
 
 
 class Settings(BaseSettings):

@@ -91,7 +91,7 @@ TEST_SETTINGS: dict[str, Any] = dict(
 
 
 def make_checkpoint(
-    directory: Path, name: str, task_name: str, size: int, conditional: bool, **kw: Any
+    directory: Path, name: str, task_name: str, size: int, conditional: bool, mixer: str = "attn", **kw: Any
 ) -> Path:
     import torch
 
@@ -114,6 +114,7 @@ def make_checkpoint(
         K=2,
         T=2,
         puzzle_tokens=4,
+        mixer=mixer,
     )
     torch.manual_seed(sum(map(ord, name)))
     return save(GRAM(cfg), directory / name, {"metrics": {"note": "random weights for tests"}, **kw})

@@ -134,3 +134,21 @@ def test_compiled_tiles_on_workers_give_the_compiled_bits(model, compiled):
         a, b = compiled(a), parallel(b)
         for x, y in zip(sampling_tensors(a), sampling_tensors(b), strict=True):
             assert torch.equal(x, y)
+
+
+@pytest.mark.slow
+def test_compiled_mlp_mixer_gives_the_eager_candidates_alone_or_in_a_batch():
+    """The MLP token mixer (the 9x9 Sudoku models) through the compiled tiles: eager candidates, and
+    a row's bits the same alone as in a batch."""
+    torch.manual_seed(0)
+    model = GRAM(dataclasses.replace(TINY, mixer="mlp")).eval()
+    step = TiledStep(model, tile_rows=4, precision="fp32", compile=True)
+    r = e = rollout(model, 6, seed=5)
+    for _ in range(2):
+        r, e = step(r), sampling.advance(model, e)
+        assert torch.equal(r.tokens, e.tokens)
+        torch.testing.assert_close(r.carry.h, e.carry.h, rtol=1e-4, atol=1e-4)
+    alone = rollout(model, 6, seed=5).select(torch.tensor([4]))
+    alone = step(step(alone))
+    for a, b in zip(sampling_tensors(alone), sampling_tensors(r.select(torch.tensor([4]))), strict=True):
+        assert torch.equal(a, b)

@@ -35,15 +35,17 @@ def finished(traj: list[int], grids: list[str]) -> SimpleNamespace:
     return SimpleNamespace(traj=torch.tensor(traj), tokens=tokens, value=torch.full((len(traj),), 0.5))
 
 
+@pytest.mark.parametrize("mixer", ["attn", "mlp"])
 @pytest.mark.parametrize(
     "cpu_step, bucket",
     [(None, 16), (partial(TiledStep, tile_rows=4, compile=False), 12)],
     ids=["model-step", "tiled-step"],
 )
-def test_engine_steps_are_batch_invariant(tmp_path, cpu_step, bucket) -> None:
+def test_engine_steps_are_batch_invariant(tmp_path, cpu_step, bucket, mixer) -> None:
     """Rows padded to a bucket and mixed with other requests' rows give what they give alone, with
-    the model's own step or the CPU hook's tiled step (compiled tiles: tests/model/test_fast_step.py)."""
-    make_checkpoint(tmp_path, "nq", "nqueens", 6, True)
+    the model's own step or the CPU hook's tiled step (compiled tiles: tests/model/test_fast_step.py),
+    with either token mixer (the MLP mixes the positions of one row, never across rows)."""
+    make_checkpoint(tmp_path, "nq", "nqueens", 6, True, mixer=mixer)
     reg = Registry.load_dir(tmp_path, torch.device("cpu"))
     entry = reg.models["nq"]
     engine = Engine(reg, max_batch_rows=16, cpu_step=cpu_step)
