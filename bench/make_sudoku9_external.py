@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hard {hard}/{args.hard} after {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    lines.sort(key=lambda line: [*BANDS, "hard"].index(line["band"]))  # stable: generation order within
     args.out.write_text("".join(json.dumps(line) + "\n" for line in lines))
     print(f"{len(lines)} puzzles to {args.out} ({count}, hard {hard}); {dropped} dropped as not unique")
 
