@@ -10,6 +10,7 @@ tensors take the PyTorch references. With CUDA nothing is set: the `gpu` tests c
 Re-measuring every shipped checkpoint's headline (tests/model/test_checkpoints.py) costs a few
 CPU-minutes; `shipped_headlines` starts it when the session starts, in two niced processes, so it
 runs beside the rest of the suite (mostly one core busy) instead of after it; those tests run last.
+Checkpoints that read the same data key share one build of it (sudoku-9's takes a CPU-minute).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.headlines import measure_headline
+from tests.headlines import card_of, measure_headlines
 
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
@@ -37,8 +38,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shipped_headlines(request, tmp_path_factory) -> Iterator[dict[Path, Future[float]]]:
-    """checkpoint folder -> Future of its re-measured headline, for the selected headline tests."""
+def shipped_headlines(request, tmp_path_factory) -> Iterator[dict[Path, Future[dict[str, float]]]]:
+    """checkpoint folder -> Future of {folder: re-measured headline} for its data key's checkpoints."""
     paths = [
         item.callspec.params["path"]
         for item in request.session.items
@@ -47,7 +48,16 @@ def shipped_headlines(request, tmp_path_factory) -> Iterator[dict[Path, Future[f
     if not paths:
         yield {}
         return
+    by_key: dict[str, list[Path]] = {}
+    for path in paths:
+        by_key.setdefault(card_of(path)["headline"]["data_key"], []).append(path)
+    # the largest boards first: their builds and rollouts take longest
+    order = sorted(by_key.values(), key=lambda group: -card_of(group[0])["model"]["seq_len"])
     data_root = tmp_path_factory.mktemp("headline-data")
     pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
-    yield {p: pool.submit(measure_headline, str(p), str(data_root)) for p in paths}  # in test order
+    jobs = {}
+    for group in order:
+        job = pool.submit(measure_headlines, [str(p) for p in group], str(data_root))
+        jobs.update(dict.fromkeys(group, job))
+    yield jobs
     pool.shutdown(cancel_futures=True)

@@ -14,19 +14,22 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure_headline(path: str, data_root: str) -> float:
-    """Build the split a checkpoint's card names, then re-measure its headline on one thread."""
+def measure_headlines(paths: list[str], data_root: str) -> dict[str, float]:
+    """Build the one split these checkpoints' cards name, then re-measure each headline on one thread."""
     from model import checkpoint
     from model.publish import headline
 
     os.nice(10)  # the tests in the foreground come first
     torch.set_num_threads(1)
-    model, card = checkpoint.load(path)
-    spec = card["headline"]
-    data = Path(data_root) / Path(path).name
-    subprocess.run([sys.executable, "-m", "tasks.build", "--out", str(data), "--quiet", "--only", spec["data_key"]],
+    (key,) = {card_of(Path(p))["headline"]["data_key"] for p in paths}
+    data = Path(data_root) / key
+    subprocess.run([sys.executable, "-m", "tasks.build", "--out", str(data), "--quiet", "--only", key],
                    check=True, cwd=ROOT, timeout=600, capture_output=True)  # fmt: skip
-    return headline(model, spec, data)
+    values = {}
+    for path in paths:
+        model, card = checkpoint.load(path)
+        values[path] = headline(model, card["headline"], data)
+    return values
 
 
 def card_of(path: Path) -> dict:

@@ -24,6 +24,6 @@ def test_checkpoint_reproduces_its_headline(path, shipped_headlines):
     spec = card["headline"]
     for key in ("preset", "parameters", "optimizer_steps", "wall_time_s", "machine"):
         assert key in card, key
-    value = shipped_headlines[path].result(timeout=900)
+    value = shipped_headlines[path].result(timeout=900)[str(path)]
     # the same seeds and weights: equal up to one example flipped by float reassociation
     assert abs(value - spec["value"]) <= 1 / spec["examples"] + 1e-9, (value, spec["value"])
