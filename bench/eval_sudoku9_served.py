@@ -1,6 +1,6 @@
 """9x9 Sudoku through the server: sequential /solve requests (default width 20, 16 steps).
 
-Receives a 9x9 checkpoint (default checkpoints/wip/sudoku-9), copied alone into a temp checkpoint
+Receives a 9x9 checkpoint (default checkpoints/sudoku-9), copied alone into a temp checkpoint
 folder for `python -m server` (bench/serverproc.py: a subprocess on a free loopback port, GRAM_* set
 here). Without --puzzles: --requests seeded 30-clue puzzles (tasks.sudoku's generator), latency only.
 With --puzzles (JSON lines from bench/make_sudoku9_external.py): every puzzle, at most --limit per
@@ -8,8 +8,8 @@ band; per band the solved % (a candidate flagged valid), latency p50 / p90, HTTP
 `false_valid`: candidates flagged valid that this script's own row / column / box check rejects.
 Hands back JSON (printed, and --out) and, with --puzzles, a markdown table. Knows nothing of training.
 
-    /work/brief/idle.sh .venv/bin/python bench/eval_sudoku9_served.py --compile true --threads 1
-    /work/brief/idle.sh .venv/bin/python bench/eval_sudoku9_served.py \
+    .venv/bin/python bench/eval_sudoku9_served.py --compile true --threads 1
+    .venv/bin/python bench/eval_sudoku9_served.py \
         --puzzles bench/puzzles/sudoku9-external.jsonl --out /tmp/external.json
 """
 
@@ -126,7 +126,7 @@ def cpu_name() -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "wip" / "sudoku-9")
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "sudoku-9")
     ap.add_argument("--puzzles", type=Path, default=None, help="JSON lines with puzzle and band")
     ap.add_argument("--limit", type=int, default=None, help="with --puzzles: at most this many per band")
     ap.add_argument("--requests", type=int, default=20, help="without --puzzles: seeded puzzles")

@@ -1,6 +1,6 @@
 """bench/eval_sudoku9_served.py: its own validity check on known right and wrong grids, --limit per
 band, and (slow) the whole script against `python -m server` on the deterministic 9x9 checkpoint
-(checkpoints/wip/sudoku-9-det, real weights) over a handful of external puzzles and an unsolvable
+(checkpoints/sudoku-9-det, real weights) over a handful of external puzzles and an unsolvable
 one it must not flag valid.
 """
 
@@ -15,7 +15,7 @@ from bench.eval_sudoku9_served import file_puzzles, main, truly_valid
 from tests.serverkit import REPO
 
 PUZZLES = REPO / "bench" / "puzzles" / "sudoku9-external.jsonl"
-DET = REPO / "checkpoints" / "wip" / "sudoku-9-det"
+DET = REPO / "checkpoints" / "sudoku-9-det"
 # row 0 lacks only a 9, and column 0 already holds one: no solution, yet no two givens clash
 UNSOLVABLE = ".12345678" + "." * 27 + "9" + "." * 44
 
