@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
+from bench.eval_sudoku9_served import truly_valid  # the row / column / box / givens check, not tasks'
 from gram_client import AsyncGramClient, GramClient, GramValidationError
 from gram_client.schemas import SolveResponse
 from tasks.sudoku import solve_all
@@ -38,16 +39,6 @@ def near_complete(puzzle: str, blanks: int, seed: int) -> str:
     for i in np.random.default_rng(seed).choice(81, blanks, replace=False):
         cells[i] = "."
     return "".join(cells)
-
-
-def truly_valid(solution: str, puzzle: str) -> bool:
-    """Every row, column and 3x3 box holds 1..9 once, and every given is kept."""
-    if len(solution) != 81 or any(g not in ".0" and g != s for g, s in zip(puzzle, solution, strict=True)):
-        return False
-    rows = [solution[9 * r : 9 * r + 9] for r in range(9)]
-    cols = ["".join(row[c] for row in rows) for c in range(9)]
-    boxes = ["".join(rows[3 * br + i][3 * bc + j] for i in range(3) for j in range(3)) for br in range(3) for bc in range(3)]  # fmt: skip
-    return all(sorted(unit) == list("123456789") for unit in rows + cols + boxes)
 
 
 @pytest.fixture(scope="module")
