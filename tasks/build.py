@@ -54,6 +54,7 @@ class BuildConfig:
     gc_colors: int = 3
     sudoku_small_train: int = 2000  # sudoku-4 and sudoku-6: distinct puzzles
     sudoku_small_test: int = 500
+    sudoku_small_minimal: int = 300  # sudoku-4 and sudoku-6: held-out minimal puzzles (test-minimal)
     sudoku9_train: int = 4000  # sudoku-9: distinct train puzzles (augmented in training, not here)
     sudoku9_test: int = 300  # sudoku-9: held-out puzzles per clue band (SUDOKU9_BANDS)
     sudoku9_clues: tuple[int, int] = (22, 45)  # sudoku-9 train: target givens, uniform (inclusive)
@@ -71,6 +72,11 @@ def _u8(rows: Any, width: int) -> np.ndarray:
     arr = np.asarray(rows, dtype=np.int64).reshape(-1, width)
     assert arr.size == 0 or (arr.min() >= 0 and arr.max() < 256)
     return arr.astype(np.uint8)
+
+
+def _histogram(values: Any) -> dict[int, int]:
+    """value -> how many times it occurs (e.g. givens per puzzle), ascending."""
+    return {int(v): int(k) for v, k in zip(*np.unique(np.asarray(values), return_counts=True), strict=True)}
 
 
 def _bar(cfg: BuildConfig, total: int, desc: str) -> tqdm:
@@ -267,7 +273,8 @@ def _sudoku_split(
 def build_sudoku_small(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
     """Distinct puzzles with a unique solution; givens uniform in [min, min + 4] targets (4x4:
     4..8, 6x6: 8..12, stopping at the local minimum when a target is out of reach); test inputs
-    are not in train."""
+    are not in train. test-minimal: sudoku_small_minimal minimal puzzles (no given can go), in
+    neither train nor test, from a stream of their own."""
     task = SudokuTask(n)
     low = {4: 4, 6: 8}[n]
     total = cfg.sudoku_small_train + cfg.sudoku_small_test
@@ -290,7 +297,21 @@ def build_sudoku_small(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tu
         "train": _sudoku_split(task, puzzles[:cut], grids[:cut]),
         "test": _sudoku_split(task, puzzles[cut:], grids[cut:]),
     }
-    return splits, {"clues": [low, low + 4]}
+    minimal: list[np.ndarray] = []  # every given needed: the hardest puzzles of a grid
+    minimal_grids: list[np.ndarray] = []
+    stream = np.random.default_rng(rng.integers(2**63))  # drawn last: the splits above do not move
+    while len(minimal) < cfg.sudoku_small_minimal:
+        grid = random_grid(n, stream)
+        puzzle = make_puzzle(grid, 0, stream)
+        if puzzle.tobytes() not in seen:
+            seen.add(puzzle.tobytes())
+            minimal.append(puzzle)
+            minimal_grids.append(grid)
+    splits["test-minimal"] = _sudoku_split(task, minimal, minimal_grids)
+    return splits, {
+        "clues": [low, low + 4],
+        "minimal_clues": _histogram([np.count_nonzero(p) for p in minimal]),
+    }
 
 
 SUDOKU9_BANDS = ((36, 45), (28, 35), (22, 27))  # held-out clue bands of sudoku-9, easy to hard
@@ -358,9 +379,7 @@ def build_sudoku9(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, d
             "singles_solved": round(float(split["singles"].mean()), 4),
             "mean_guesses": round(float(split["guesses"].mean()), 2),
             "max_guesses": int(split["guesses"].max()),
-            "clues_histogram": {
-                int(c): int(k) for c, k in zip(*np.unique(split["clues"], return_counts=True), strict=True)
-            },
+            "clues_histogram": _histogram(split["clues"]),
         }
     return splits, params
 

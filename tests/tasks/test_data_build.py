@@ -10,12 +10,14 @@ import pytest
 from tasks import TaskError, get_task
 from tasks.build import BuildConfig, build, main
 from tasks.data import completions, load_manifest, load_split
+from tasks.sudoku import count_solutions, solve_all
 
 SMALL = BuildConfig(
     gc_train=60,
     gc_test=20,
     sudoku_small_train=40,
     sudoku_small_test=10,
+    sudoku_small_minimal=8,
     sudoku9_train=6,
     sudoku9_test=2,
     gen9_base=4,
@@ -142,6 +144,24 @@ def test_sudoku_splits_are_unique_and_disjoint(built, key, n):
             instance = task.decode_input(x)
             (only,) = task.enumerate_solutions(instance, cap=2)
             assert (only == y).all()
+
+
+def test_sudoku_minimal_split_is_minimal_and_held_out(built):
+    """test-minimal: unique-solution puzzles where every given is needed, in neither train nor test."""
+    task = get_task("sudoku", 4)
+    minimal = load_split(built, "sudoku-4", "test-minimal")
+    seen = rows_as_set(load_split(built, "sudoku-4", "train")["inputs"]) | rows_as_set(
+        load_split(built, "sudoku-4", "test")["inputs"]
+    )
+    assert len(minimal["inputs"]) == SMALL.sudoku_small_minimal and not rows_as_set(minimal["inputs"]) & seen
+    for x, y in zip(minimal["inputs"], minimal["targets"], strict=True):
+        digits = task.tokens_to_digits(x)
+        assert (count_solutions(digits, cap=2), solve_all(digits)[0].tolist()) == (
+            1,
+            task.tokens_to_digits(y).tolist(),
+        )
+        for cell in np.flatnonzero(digits):
+            assert count_solutions(np.where(np.arange(16) == cell, 0, digits), cap=2) == 2
 
 
 def test_unconditional_sets(built):
