@@ -50,6 +50,9 @@ class ModelConfig:
     log_sigma_min: float = -7.0
     log_sigma_max: float = 1.0
     z0_std: float = 1.0  # std of the fixed initial state, and of the per-trajectory z0 in random_z0 mode
+    # inference only: the prior's sigma times this when sampling (1 = as trained; > 1 spreads the
+    # trajectories of a width further apart); set at publish, read from config.json when served
+    prior_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -60,6 +63,8 @@ class ModelConfig:
             raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
         if self.out_len > self.seq_len:
             raise ValueError(f"out_len {self.out_len} > seq_len {self.seq_len}")
+        if not self.prior_temperature > 0:
+            raise ValueError(f"prior_temperature must be > 0, got {self.prior_temperature}")
         if self.mixer == "attn" and self.hidden % self.heads:
             raise ValueError(f"hidden {self.hidden} is not divisible by heads {self.heads}")
 
@@ -117,6 +122,7 @@ class TrainConfig:
     log_every: int = 20
     eval_every: int = 200  # prior-rollout evaluation on held-out examples
     eval_examples: int = 128
+    eval_split: str = "test"  # the held-out split the prior-rollout evaluation reads (its first rows)
     save_every: int = 500
 
     def __post_init__(self) -> None:

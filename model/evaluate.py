@@ -44,10 +44,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------- loading
 
 
-def load_for_eval(directory: str | Path, mode: str | None = None, device: str = "cpu") -> GRAM:
+def load_for_eval(
+    directory: str | Path,
+    mode: str | None = None,
+    device: str = "cpu",
+    prior_temperature: float | None = None,
+) -> GRAM:
     """The checkpoint's model; `mode` rebuilds it in another mode (inference only) with the same
-    weights, loaded strictly: a deterministic checkpoint serves as "sampled_decoder" or "random_z0"."""
+    weights, loaded strictly: a deterministic checkpoint serves as "sampled_decoder" or "random_z0".
+    `prior_temperature` replaces the one in its config.json (the prior's sigma at inference)."""
     model, _ = checkpoint.load(directory, device)
+    if prior_temperature is not None:
+        model.cfg = dataclasses.replace(model.cfg, prior_temperature=prior_temperature)
     if mode is None or mode == model.cfg.mode:
         return model
     other = GRAM(dataclasses.replace(model.cfg, mode=mode)).to(device)
@@ -389,6 +397,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch", type=int, default=256, help="rows (input x trajectory) per forward pass")
     ap.add_argument("--halt", action="store_true", help="stop a trajectory when sigmoid(q_halt) > 0.5")
     ap.add_argument("--enum-cap", type=int, default=100_000, help="cap on enumerated solutions")
+    ap.add_argument(
+        "--prior-temperature", type=float, default=None,
+        help="the prior's sigma times this at inference (default: each checkpoint's config.json, usually 1)",
+    )  # fmt: skip
     ap.add_argument("--compile", action="store_true", help="torch.compile the rollout step (~1.6x on CPU)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--device", default="cpu")
@@ -411,7 +423,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         trained_mode = json.loads((Path(path) / checkpoint.CONFIG).read_text())["mode"]
         for mode in args.mode or [trained_mode]:
             try:
-                jobs.append((path, trained_mode, load_for_eval(path, mode, args.device)))
+                jobs.append(
+                    (path, trained_mode, load_for_eval(path, mode, args.device, args.prior_temperature))
+                )
             except ValueError as err:
                 ap.error(str(err))
     splits: dict[tuple[str, str], dict[str, np.ndarray]] = {}
@@ -420,6 +434,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         task = task_of(mc)
         for split in args.split if mc.conditional else [None]:  # a generator reads no split
             run: dict[str, Any] = {"checkpoint": str(path), "mode": mc.mode, "trained_mode": trained_mode}
+            if mc.guided:
+                run["prior_temperature"] = mc.prior_temperature
             run.update(
                 task=task.key, split=split, conditional=mc.conditional,
                 parameters=sum(p.numel() for p in model.parameters()),

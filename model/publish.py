@@ -11,6 +11,7 @@ tests/model/test_checkpoints.py re-measures. Knows nothing of serving.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from safetensors.torch import load_file
 
 from model import checkpoint
-from model.config import task_of
+from model.config import task_of, to_dict
 from model.evaluate import Settings, evaluate_conditional, evaluate_unconditional
 from model.network import GRAM
 from tasks.data import load_split
@@ -40,9 +41,11 @@ def headline(model: GRAM, spec: dict[str, Any], data_dir: str | Path) -> float:
 
 
 def publish(
-    run: Path, dest: Path, weights: str, width: int, examples: int, data_dir: str, history: str = ""
-) -> dict[str, Any]:
+    run: Path, dest: Path, weights: str, width: int, examples: int, data_dir: str, history: str = "",
+    prior_temperature: float = 1.0,
+) -> dict[str, Any]:  # fmt: skip
     model, card = checkpoint.load(run / "model")
+    model.cfg = dataclasses.replace(model.cfg, prior_temperature=prior_temperature)
     if weights == "live":  # the raw weights of the last saved step instead of their EMA
         state = load_file(str(run / "train_state.safetensors"))
         model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
@@ -55,7 +58,7 @@ def publish(
         "data_key": card.get("train", {}).get("data_key") or f"{model.cfg.task}-{model.cfg.task_size}",
     }
     spec["value"] = headline(model, spec, data_dir)
-    card = dict(card, weights=weights, headline=spec)
+    card = dict(card, model=to_dict(model.cfg), weights=weights, headline=spec)
     if history:  # how a run resumed with other settings got here; the card's "train" is its last leg
         card["history"] = history
     if dest.exists():
@@ -75,8 +78,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--examples", type=int, default=64, help="test inputs (or samples) of the headline")
     ap.add_argument("--data", default="data")
     ap.add_argument("--history", default="", help="the run's legs when it was resumed with other settings")
+    ap.add_argument(
+        "--prior-temperature", type=float, default=1.0,
+        help="the prior's sigma times this when served (config.json; 1 = as trained)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
-    card = publish(args.run, args.dest, args.weights, args.width, args.examples, args.data, args.history)
+    card = publish(
+        args.run, args.dest, args.weights, args.width, args.examples, args.data, args.history, args.prior_temperature
+    )  # fmt: skip
     print(json.dumps(card["headline"], indent=2))
 
 

@@ -10,6 +10,7 @@ it. Knows nothing of tasks or HTTP.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -110,6 +111,8 @@ def step_rows(
         h = u
         if cfg.guided:
             mu, log_sigma = model.prior(u)  # rows may sit at different steps: one counter per row
+            if cfg.prior_temperature != 1.0:
+                log_sigma = log_sigma + math.log(cfg.prior_temperature)
             h = guide(u, mu, log_sigma, seeds, traj, step * cfg.T + t, impl=impl)
     logits, q_halt, value = model.readout(h)
     if cfg.mode == "sampled_decoder":

@@ -219,7 +219,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     x_train, y_train = load_examples(mc, tc, "train")
-    x_test, y_test = load_examples(mc, tc, "test")
+    x_test, y_test = load_examples(mc, tc, tc.eval_split)
     x_test, y_test = x_test[: tc.eval_examples], y_test[: tc.eval_examples]
 
     torch.manual_seed(tc.seed)  # identical initial weights on every rank

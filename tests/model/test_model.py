@@ -107,6 +107,25 @@ def test_rows_joining_at_different_steps_match_a_plain_rollout():
     assert torch.equal(r.tokens[0], ref.tokens[1])
 
 
+def test_prior_temperature_scales_the_sigma_of_the_prior_at_inference(tmp_path):
+    """A prior temperature t samples as a prior whose sigma is t times larger; it survives a checkpoint."""
+    x, _ = batch(3)
+    seeds, traj = torch.tensor([1, 2, 3]), torch.tensor([0, 4, 1])
+
+    def first_h(**changes: float) -> tuple[GRAM, torch.Tensor]:
+        torch.manual_seed(0)  # the same weights: at initialisation mu = 0 and sigma = sigma_init
+        model = GRAM(dataclasses.replace(TINY, **changes)).eval()
+        return model, sampling.advance(model, sampling.start(model, x, seeds, traj)).carry.h
+
+    hot, h_hot = first_h(sigma_init=0.1, prior_temperature=3.0)
+    assert torch.allclose(h_hot, first_h(sigma_init=0.3)[1], atol=1e-5)
+    assert not torch.allclose(h_hot, first_h(sigma_init=0.1)[1], atol=1e-3)
+    checkpoint.save(hot, tmp_path / "ck")
+    assert checkpoint.load(tmp_path / "ck")[0].cfg.prior_temperature == 3.0
+    with pytest.raises(ValueError, match="prior_temperature"):
+        dataclasses.replace(TINY, prior_temperature=0.0)
+
+
 def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     torch.manual_seed(0)
     model = GRAM(dataclasses.replace(TINY, shared_core=True)).eval()
