@@ -270,6 +270,28 @@ def _sudoku_split(
     }
 
 
+def _distinct_puzzles(
+    n: int, count: int, clues: Callable[[], int], rng: np.random.Generator, seen: set[bytes], desc: str,
+    cfg: BuildConfig,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:  # fmt: skip
+    """Up to `count` puzzles not in `seen` (which grows), each from its own random grid with target
+    givens `clues()` (`make_puzzle`), with their grids; gives up after 50 * count draws."""
+    puzzles: list[np.ndarray] = []
+    grids: list[np.ndarray] = []
+    with _bar(cfg, count, desc) as bar:
+        for _ in range(50 * count):
+            if len(puzzles) == count:
+                break
+            grid = random_grid(n, rng)
+            puzzle = make_puzzle(grid, clues(), rng)
+            if puzzle.tobytes() not in seen:
+                seen.add(puzzle.tobytes())
+                puzzles.append(puzzle)
+                grids.append(grid)
+                bar.update()
+    return puzzles, grids
+
+
 def build_sudoku_small(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
     """Distinct puzzles with a unique solution; givens uniform in [min, min + 4] targets (4x4:
     4..8, 6x6: 8..12, stopping at the local minimum when a target is out of reach); test inputs
@@ -279,34 +301,19 @@ def build_sudoku_small(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tu
     low = {4: 4, 6: 8}[n]
     total = cfg.sudoku_small_train + cfg.sudoku_small_test
     seen: set[bytes] = set()
-    puzzles: list[np.ndarray] = []
-    grids: list[np.ndarray] = []
-    with _bar(cfg, total, f"sudoku-{n}") as bar:
-        for _ in range(50 * total):
-            if len(puzzles) == total:
-                break
-            grid = random_grid(n, rng)
-            puzzle = make_puzzle(grid, int(rng.integers(low, low + 5)), rng)
-            if puzzle.tobytes() not in seen:
-                seen.add(puzzle.tobytes())
-                puzzles.append(puzzle)
-                grids.append(grid)
-                bar.update()
+    puzzles, grids = _distinct_puzzles(
+        n, total, lambda: int(rng.integers(low, low + 5)), rng, seen, f"sudoku-{n}", cfg
+    )
     cut = len(puzzles) - cfg.sudoku_small_test
     splits = {
         "train": _sudoku_split(task, puzzles[:cut], grids[:cut]),
         "test": _sudoku_split(task, puzzles[cut:], grids[cut:]),
     }
-    minimal: list[np.ndarray] = []  # every given needed: the hardest puzzles of a grid
-    minimal_grids: list[np.ndarray] = []
     stream = np.random.default_rng(rng.integers(2**63))  # drawn last: the splits above do not move
-    while len(minimal) < cfg.sudoku_small_minimal:
-        grid = random_grid(n, stream)
-        puzzle = make_puzzle(grid, 0, stream)
-        if puzzle.tobytes() not in seen:
-            seen.add(puzzle.tobytes())
-            minimal.append(puzzle)
-            minimal_grids.append(grid)
+    # target 0 givens: every given left is needed, the hardest puzzles of a grid
+    minimal, minimal_grids = _distinct_puzzles(
+        n, cfg.sudoku_small_minimal, lambda: 0, stream, seen, f"sudoku-{n} test-minimal", cfg
+    )
     splits["test-minimal"] = _sudoku_split(task, minimal, minimal_grids)
     return splits, {
         "clues": [low, low + 4],
