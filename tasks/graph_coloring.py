@@ -322,6 +322,24 @@ class GraphColoringTask(Task):
         total = self.size + len(instance.edges)
         return make_verdict(counts["conflict_edges"] + counts["invalid"], held, total)
 
+    def augment(
+        self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n(n-1)/2) adjacency and (B, n) colour tokens -> each pair under its own random node
+        relabelling: new node a is old node perm[a], so edge (a, b) is old edge (perm[a], perm[b])
+        and node a keeps old node perm[a]'s colour, relabelled back to canonical form (the form
+        training targets have). Still a graph and one of its proper colourings."""
+        inputs, targets = np.asarray(inputs), np.asarray(targets)
+        out_x, out_y = np.empty_like(inputs), np.empty_like(targets)
+        slot = np.zeros((self.size, self.size), dtype=np.int64)  # (i, j) -> its upper-triangle index
+        slot[self._iu, self._ju] = slot[self._ju, self._iu] = np.arange(self.seq_len)
+        for b in range(len(inputs)):
+            perm = rng.permutation(self.size)
+            out_x[b] = inputs[b][slot[perm[self._iu], perm[self._ju]]]
+            colors = targets[b][perm].astype(np.int64) - COLOR0
+            out_y[b] = canonical_coloring(colors) + COLOR0
+        return out_x, out_y
+
     # --- solutions and generation
     def enumerate_solutions(self, instance: GraphInstance, cap: int | None = None) -> list[np.ndarray]:
         """Proper colourings up to colour permutation (canonical form), as colour tokens."""

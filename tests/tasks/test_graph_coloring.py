@@ -156,3 +156,24 @@ def test_not_colourable_is_not_a_parse_error():
     task = get_task("graph_coloring", 4)
     k4 = task.parse({"num_nodes": 4, "edges": [list(e) for e in itertools.combinations(range(4), 2)]})
     assert task.enumerate_solutions(k4) == []
+
+
+def test_augment_relabels_nodes_of_graph_and_colouring_together():
+    task = get_task("graph_coloring", 8)
+    rng = np.random.default_rng(5)
+    graphs = [task.generate(rng) for _ in range(6)]
+    x = np.stack([task.encode_input(g) for g in graphs]).astype(np.uint8)
+    y = np.stack([task.enumerate_solutions(g)[-1] for g in graphs]).astype(np.uint8)
+    x, y = np.repeat(x, 4, axis=0), np.repeat(y, 4, axis=0)
+    ax, ay = task.augment(x, y, np.random.default_rng(0))
+    assert ax.shape == x.shape and ax.dtype == x.dtype and ay.shape == y.shape and ay.dtype == y.dtype
+    assert len({row.tobytes() for row in ax}) > len(graphs)  # the copies of a graph moved apart
+    for xi, yi, axi, ayi in zip(x, y, ax, ay, strict=True):
+        old, new = task.decode_input(xi), task.decode_input(axi)
+        assert len(new.edges) == len(old.edges)
+        degrees = [sorted(np.bincount(np.ravel(g.edges), minlength=8)) for g in (old, new)]
+        assert degrees[0] == degrees[1]
+        assert len(task.enumerate_solutions(new)) == len(task.enumerate_solutions(old))  # isomorphic
+        assert task.verify(new, ayi[None]).valid[0]  # a proper colouring of the moved graph
+        assert (canonical_coloring(ayi.astype(np.int64) - COLOR0) == ayi - COLOR0).all()  # canonical
+        assert sorted(np.bincount(yi)) == sorted(np.bincount(ayi))  # the colour classes kept their sizes
