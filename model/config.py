@@ -95,6 +95,11 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (and save) after this wall time; 0 = no limit
     n_sup: int = 16  # supervision steps per example before its slot is refilled
     halt_in_training: bool = True  # refill a slot early when q_halt says the answer is right
+    # "data": a slot is taught its row's completion for all its supervision steps | "nearest": from
+    # its second step on, the completion of its input (any of them is right) that the previous step's
+    # logits rate likeliest, so a multi-solution input is taught the answer the model is heading for
+    # instead of the average of all of them (multiple-choice learning); needs augment off
+    target: str = "data"
     augment: bool = False  # each refilled slot's example under a random task symmetry (Task.augment)
     lr: float = 1e-4
     weight_decay: float = 1.0
@@ -130,6 +135,12 @@ class TrainConfig:
             raise ValueError(f"kl_reduction must be 'elbo', 'sum_d' or 'mean', got {self.kl_reduction!r}")
         if self.kl_transitions not in ("all", "last"):
             raise ValueError(f"kl_transitions must be 'all' or 'last', got {self.kl_transitions!r}")
+        if self.target not in ("data", "nearest"):
+            raise ValueError(f"target must be 'data' or 'nearest', got {self.target!r}")
+        if self.target == "nearest" and self.augment:
+            raise ValueError(
+                "target 'nearest' reads the completions of unaugmented inputs: set augment = false"
+            )
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.decay_from >= self.max_steps:

@@ -82,3 +82,13 @@ def step_loss(
         {"loss": loss.item(), "cell_acc": cell_acc.mean().item(), "exact": exact.float().mean().item()}
     )
     return loss, metrics, exact
+
+
+def nearest_completion(logits: Tensor, candidates: Tensor, valid: Tensor) -> Tensor:
+    """The candidate each row's logits rate likeliest: logits (R, L, V), candidates (R, G, L) tokens,
+    valid (R, G) bool (padding False; every row has one valid candidate) -> (R, L) tokens."""
+    logp = torch.log_softmax(logits.float(), -1)  # (R, L, V)
+    R, G, L = candidates.shape
+    picked = logp.unsqueeze(1).expand(R, G, L, logp.shape[-1]).gather(-1, candidates.unsqueeze(-1))
+    score = picked.squeeze(-1).sum(-1).masked_fill(~valid, float("-inf"))  # (R, G)
+    return candidates[torch.arange(R), score.argmax(-1)]

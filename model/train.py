@@ -29,7 +29,7 @@ from tqdm import tqdm
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig, load_preset, task_of, to_dict
 from model.graphs import has_amx_bf16
-from model.loss import step_loss
+from model.loss import nearest_completion, step_loss
 from model.network import GRAM, Carry, StepOutput
 from model.sampling import run_rows
 from tasks.base import BLANK
@@ -50,6 +50,27 @@ def load_examples(mc: ModelConfig, tc: TrainConfig, split: str) -> tuple[torch.T
     else:
         x = torch.full((len(y), mc.seq_len), BLANK, dtype=torch.int64)
     return x, y
+
+
+class Completions:
+    """Every distinct completion of each training row's input (train.target = "nearest"), handed to
+    the slots as padded candidates (B, G, L) with a validity mask (B, G)."""
+
+    def __init__(self, group: np.ndarray, targets: torch.Tensor):
+        order = np.argsort(group, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1]
+        chunks = np.split(targets.numpy()[order], starts[1:])
+        self.of_group = {int(g): i for i, g in enumerate(group[order][starts])}
+        self.unique = [np.unique(chunk, axis=0) for chunk in chunks]
+        self.group = group
+        self.width = max(len(u) for u in self.unique)
+
+    def fill(self, cands: torch.Tensor, valid: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> None:
+        """Write the candidates of training `rows` into `slots` of cands (B, G, L) / valid (B, G)."""
+        for slot, row in zip(slots.tolist(), rows.tolist(), strict=True):
+            options = torch.from_numpy(self.unique[self.of_group[int(self.group[row])]])
+            cands[slot, : len(options)] = options
+            valid[slot] = torch.arange(self.width) < len(options)
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -226,9 +247,9 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
     model = GRAM(mc).to(device)
     resuming = resume and (out / "train_state.json").exists()
     if tc.init_from and not resuming:
-        fresh = checkpoint.load_matching(model, tc.init_from)
+        untouched = checkpoint.load_matching(model, tc.init_from)
         if rank == 0:
-            print(f"started from {tc.init_from}; fresh: {', '.join(fresh) or 'none'}")
+            print(f"started from {tc.init_from}; fresh: {', '.join(untouched) or 'none'}")
     ema = copy.deepcopy(model).eval()
     opt = make_optimizer(model, tc)
     step, wall_before, examples_seen = 0, 0.0, 0
@@ -257,6 +278,12 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
 
     idx = sampler.take(B)
     x_slot, y_slot = fetch(idx)
+    if tc.target == "nearest":
+        data = load_split(tc.data_dir, tc.data_key or f"{mc.task}-{mc.task_size}", "train")
+        table = Completions(data["group"], y_train)
+        cands = torch.zeros(B, table.width, y_train.shape[1], dtype=torch.int64)
+        valid = torch.zeros(B, table.width, dtype=torch.bool)
+        table.fill(cands, valid, torch.arange(B), idx)
     carry = model.initial_carry(B)
     sup_done = torch.zeros(B, dtype=torch.int64)
     kl_spent = torch.zeros(B, device=device)  # nats of KL each slot's trajectory has used
@@ -278,6 +305,8 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         # carry the detached state; refill slots that used up their steps or halted correctly
         carry = Carry(res.carry.h.detach().float(), res.carry.l.detach().float())
         sup_done += 1
+        if tc.target == "nearest":  # every slot's next step is taught the completion it heads for
+            y_slot = nearest_completion(res.logits.detach(), cands.to(device), valid.to(device)).cpu()
         done = sup_done >= tc.n_sup
         if tc.halt_in_training:
             done |= (res.q_halt.detach() > 0).cpu() & exact.cpu()
@@ -286,6 +315,8 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
             carry.h[done.to(device)], carry.l[done.to(device)] = fresh.h, fresh.l
             idx[done] = sampler.take(int(done.sum()))
             x_slot[done], y_slot[done] = fetch(idx[done])
+            if tc.target == "nearest":
+                table.fill(cands, valid, done.nonzero().flatten(), idx[done])
             sup_done[done] = 0
             kl_spent[done.to(device)] = 0.0
         bar.update(1)

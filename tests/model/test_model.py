@@ -1,10 +1,12 @@
 """The GRAM network, loss, sampling and checkpoints on CPU with tiny random models."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,9 +14,10 @@ from safetensors.torch import load_file
 from model import checkpoint, sampling
 from model.config import ModelConfig, TrainConfig, load_preset
 from model.graphs import has_amx_bf16
-from model.loss import balanced_kl, step_loss
+from model.loss import balanced_kl, nearest_completion, step_loss
 from model.network import GRAM, Guidance
-from model.train import compile_core, lr_at, make_optimizer, train_step, use_bf16
+from model.train import Completions, compile_core, lr_at, make_optimizer, train, train_step, use_bf16
+from tasks.data import save_npz
 
 TINY = ModelConfig(vocab_size=5, seq_len=9, out_len=9, hidden=32, heads=2, K=2, T=2, puzzle_tokens=2)
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,3 +299,60 @@ def test_precision_auto_is_bf16_only_on_a_cpu_with_amx():
     assert not use_bf16(TrainConfig(), torch.device("cuda"))
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+def test_nearest_completion_picks_the_likeliest_valid_candidate():
+    cands = torch.tensor([[[0, 1, 2], [2, 1, 0], [2, 2, 2]], [[1, 1, 1], [0, 0, 0], [0, 0, 0]]])
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    logits = torch.full((2, 3, 3), -5.0)
+    logits[0, :, 2] = 5.0  # row 0 heads for [2, 2, 2] (masked out), then [2, 1, 0] (two cells of it)
+    logits[1, :, 0] = 5.0  # row 1 heads for [0, 0, 0]: padding, so its only valid candidate wins
+    out = nearest_completion(logits, cands, valid)
+    assert out.tolist() == [[2, 1, 0], [1, 1, 1]]
+
+
+def test_completions_table_fills_each_slot_with_its_inputs_distinct_answers():
+    group = np.array([3, 3, 3, 7, 3, 7])  # input 3 has two distinct answers (one repeated), input 7 one
+    targets = torch.tensor([[1, 2], [2, 1], [1, 2], [5, 5], [2, 1], [5, 5]])
+    table = Completions(group, targets)
+    assert table.width == 2
+    cands, valid = torch.zeros(3, 2, 2, dtype=torch.int64), torch.zeros(3, 2, dtype=torch.bool)
+    table.fill(cands, valid, torch.tensor([0, 2]), torch.tensor([4, 5]))  # slot 0 <- row 4, slot 2 <- row 5
+    assert sorted(map(tuple, cands[0][valid[0]].tolist())) == [(1, 2), (2, 1)]
+    assert cands[2][valid[2]].tolist() == [[5, 5]] and not valid[1].any()
+
+
+def test_nearest_targets_train_and_need_unaugmented_data(tmp_path):
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(target="nearest", augment=True)
+    torch.set_num_threads(1)
+    blank = np.ones((2, 16), dtype=np.uint8)  # the empty 4x4 board, once with each of its 2 solutions
+    solutions = np.array(
+        [[1, 2, 1, 1, 1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 2, 1], [1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 2, 1, 1]],
+        dtype=np.uint8,
+    )
+    for split in ("train", "test"):
+        save_npz(
+            tmp_path / "q4" / f"{split}.npz",
+            {"inputs": blank, "targets": solutions, "group": np.zeros(2, np.int32)},
+        )
+    mc = ModelConfig(
+        task="nqueens",
+        task_size=4,
+        mode="deterministic",
+        hidden=16,
+        heads=2,
+        layers=1,
+        K=1,
+        T=1,
+        puzzle_tokens=1,
+    )
+    tc = TrainConfig(
+        data_dir=str(tmp_path), data_key="q4", out_dir=str(tmp_path / "run"), target="nearest", compile=False,
+        batch_size=4, max_steps=4, n_sup=3, warmup_steps=1, log_every=2, eval_every=4, eval_examples=2,
+    )  # fmt: skip
+    train(mc, tc)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4] and all(
+        np.isfinite(r["loss"]) for r in rows if "loss" in r
+    )
