@@ -336,17 +336,8 @@ def test_nearest_targets_train_and_need_unaugmented_data(tmp_path):
             tmp_path / "q4" / f"{split}.npz",
             {"inputs": blank, "targets": solutions, "group": np.zeros(2, np.int32)},
         )
-    mc = ModelConfig(
-        task="nqueens",
-        task_size=4,
-        mode="deterministic",
-        hidden=16,
-        heads=2,
-        layers=1,
-        K=1,
-        T=1,
-        puzzle_tokens=1,
-    )
+    tiny = dict(hidden=16, heads=2, layers=1, K=1, T=1, puzzle_tokens=1)
+    mc = ModelConfig(task="nqueens", task_size=4, mode="deterministic", **tiny)  # type: ignore[arg-type]
     tc = TrainConfig(
         data_dir=str(tmp_path), data_key="q4", out_dir=str(tmp_path / "run"), target="nearest", compile=False,
         batch_size=4, max_steps=4, n_sup=3, warmup_steps=1, log_every=2, eval_every=4, eval_examples=2,
