@@ -41,15 +41,18 @@ def with_task_shapes(mc: ModelConfig) -> ModelConfig:
     return dataclasses.replace(mc, vocab_size=task.vocab_size, seq_len=task.seq_len, out_len=task.out_len)
 
 
-def load_examples(mc: ModelConfig, tc: TrainConfig, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs (M, L), targets (M, L_out)) int64; unconditional models read an all-blank input."""
+def load_examples(
+    mc: ModelConfig, tc: TrainConfig, split: str
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(inputs (M, L), targets (M, L_out)) int64 and each row's group (M,), the index of its
+    distinct input (tasks/data.py); unconditional models read an all-blank input."""
     data = load_split(tc.data_dir, tc.data_key or f"{mc.task}-{mc.task_size}", split)
     y = torch.from_numpy(np.asarray(data["targets"], dtype=np.int64))
     if mc.conditional:
         x = torch.from_numpy(np.asarray(data["inputs"], dtype=np.int64))
     else:
         x = torch.full((len(y), mc.seq_len), BLANK, dtype=torch.int64)
-    return x, y
+    return x, y, data["group"]
 
 
 class Completions:
@@ -60,17 +63,17 @@ class Completions:
         order = np.argsort(group, kind="stable")
         starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1]
         chunks = np.split(targets.numpy()[order], starts[1:])
-        self.of_group = {int(g): i for i, g in enumerate(group[order][starts])}
         self.unique = [np.unique(chunk, axis=0) for chunk in chunks]
-        self.group = group
+        self.chunk_of_row = np.empty(len(group), dtype=np.int64)  # row -> index into self.unique
+        self.chunk_of_row[order] = np.repeat(np.arange(len(chunks)), [len(c) for c in chunks])
         self.width = max(len(u) for u in self.unique)
 
     def fill(self, cands: torch.Tensor, valid: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> None:
         """Write the candidates of training `rows` into `slots` of cands (B, G, L) / valid (B, G)."""
         for slot, row in zip(slots.tolist(), rows.tolist(), strict=True):
-            options = torch.from_numpy(self.unique[self.of_group[int(self.group[row])]])
+            options = torch.from_numpy(self.unique[self.chunk_of_row[row]])
             cands[slot, : len(options)] = options
-            valid[slot] = torch.arange(self.width) < len(options)
+            valid[slot] = torch.arange(self.width, device=valid.device) < len(options)
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -239,8 +242,8 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
     mc = with_task_shapes(mc)
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    x_train, y_train = load_examples(mc, tc, "train")
-    x_test, y_test = load_examples(mc, tc, tc.eval_split)
+    x_train, y_train, group_train = load_examples(mc, tc, "train")
+    x_test, y_test, _ = load_examples(mc, tc, tc.eval_split)
     x_test, y_test = x_test[: tc.eval_examples], y_test[: tc.eval_examples]
 
     torch.manual_seed(tc.seed)  # identical initial weights on every rank
@@ -279,10 +282,9 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
     idx = sampler.take(B)
     x_slot, y_slot = fetch(idx)
     if tc.target == "nearest":
-        data = load_split(tc.data_dir, tc.data_key or f"{mc.task}-{mc.task_size}", "train")
-        table = Completions(data["group"], y_train)
-        cands = torch.zeros(B, table.width, y_train.shape[1], dtype=torch.int64)
-        valid = torch.zeros(B, table.width, dtype=torch.bool)
+        table = Completions(group_train, y_train)
+        cands = torch.zeros(B, table.width, y_train.shape[1], dtype=torch.int64, device=device)
+        valid = torch.zeros(B, table.width, dtype=torch.bool, device=device)
         table.fill(cands, valid, torch.arange(B), idx)
     carry = model.initial_carry(B)
     sup_done = torch.zeros(B, dtype=torch.int64)
@@ -306,7 +308,7 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         carry = Carry(res.carry.h.detach().float(), res.carry.l.detach().float())
         sup_done += 1
         if tc.target == "nearest":  # every slot's next step is taught the completion it heads for
-            y_slot = nearest_completion(res.logits.detach(), cands.to(device), valid.to(device)).cpu()
+            y_slot = nearest_completion(res.logits.detach(), cands, valid).cpu()
         done = sup_done >= tc.n_sup
         if tc.halt_in_training:
             done |= (res.q_halt.detach() > 0).cpu() & exact.cpu()
