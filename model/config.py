@@ -17,7 +17,8 @@ from tasks import Task, model_task
 
 MODES = ("gram", "deterministic", "sampled_decoder", "random_z0")
 MIXERS = ("attn", "mlp")
-POS_ENCODINGS = ("rope", "learned")
+POS_ENCODINGS = ("rope", "learned", "none")
+LAYOUTS = ("tokens", "graph")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class ModelConfig:
     vocab_size: int = 6
     seq_len: int = 16  # L input tokens
     out_len: int = 16  # decoded from the first out_len content positions of h
+    # how the input becomes content positions: "tokens", one per input token | "graph", one per node:
+    # the input is the upper triangle (row-major) of an out_len-node graph's pair tokens, and node i's
+    # position embeds its whole row of pair tokens, so each node's answer is read where the node is
+    layout: str = "tokens"
     # recursive core
     hidden: int = 64  # D
     heads: int = 4
@@ -37,7 +42,8 @@ class ModelConfig:
     expansion: float = 4.0  # SwiGLU hidden = expansion * D (per token) or * S (sequence MLP)
     mixer: str = "attn"  # "attn" (self-attention) | "mlp" (MLP across the sequence axis)
     # positions for attention: "rope" (rotary, relative) | "learned" (an absolute table added to e_x, as
-    # HRM offers; for inputs whose order is not a line, e.g. the edge list of a graph)
+    # HRM offers; for inputs whose order is not a line, e.g. the edge list of a graph) | "none" (the
+    # embedded input already names each position, e.g. a graph layout's node rows)
     pos_encoding: str = "rope"
     puzzle_tokens: int = 16
     K: int = 4  # low-level updates per transition
@@ -61,6 +67,8 @@ class ModelConfig:
             raise ValueError(f"pos_encoding must be one of {POS_ENCODINGS}, got {self.pos_encoding!r}")
         if self.mixer not in MIXERS:
             raise ValueError(f"mixer must be one of {MIXERS}, got {self.mixer!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.out_len > self.seq_len:
             raise ValueError(f"out_len {self.out_len} > seq_len {self.seq_len}")
         if not self.prior_temperature > 0:
@@ -75,7 +83,8 @@ class ModelConfig:
 
     @property
     def seq_total(self) -> int:
-        return self.puzzle_tokens + self.seq_len
+        """Positions of the latent state: puzzle tokens, then one per input token or graph node."""
+        return self.puzzle_tokens + (self.out_len if self.layout == "graph" else self.seq_len)
 
 
 def task_of(cfg: ModelConfig) -> Task:

@@ -171,8 +171,14 @@ class GRAM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.impl = "auto"
-        D, P = cfg.hidden, cfg.puzzle_tokens
-        self.embed = nn.Embedding(cfg.vocab_size, D)
+        D, P, V = cfg.hidden, cfg.puzzle_tokens, cfg.vocab_size
+        if cfg.layout == "graph" and cfg.seq_len != cfg.out_len * (cfg.out_len - 1) // 2:
+            raise ValueError(
+                f"layout 'graph' reads the n(n-1)/2 pair tokens of an n = out_len node graph: "
+                f"seq_len {cfg.seq_len} != {cfg.out_len * (cfg.out_len - 1) // 2}"
+            )
+        # graph layout: one row per (column node j, pair token t), index j * V + t (see node_rows)
+        self.embed = nn.Embedding(cfg.out_len * V if cfg.layout == "graph" else V, D)
         nn.init.normal_(self.embed.weight, std=1 / math.sqrt(D))  # e_x = embed * sqrt(D) has RMS ~1
         self.puzzle = nn.Parameter(torch.randn(P, D))  # RMS ~1, like e_x and z0
         if cfg.pos_encoding == "learned":
@@ -201,9 +207,23 @@ class GRAM(nn.Module):
         return self
 
     # ----- pieces shared by training and sampling -------------------------------------------
+    def node_rows(self, x: Tensor) -> Tensor:
+        """Graph layout: (R, n(n-1)/2) upper-triangle pair tokens -> (R, n, n) embedding indices
+        j * V + token(i, j), the symmetric pair-token matrix with pad (0) on the diagonal."""
+        n, V = self.cfg.out_len, self.cfg.vocab_size
+        iu, ju = torch.triu_indices(n, n, 1, device=x.device)
+        slot = torch.zeros(n, n, dtype=torch.int64, device=x.device)  # (i, j) -> 1 + triangle index
+        slot[iu, ju] = slot[ju, iu] = torch.arange(1, len(iu) + 1, device=x.device)
+        tokens = torch.cat((x.new_zeros(len(x), 1), x), dim=1)[:, slot]
+        return tokens + torch.arange(n, device=x.device) * V
+
     def embed_input(self, x: Tensor) -> Tensor:
-        """(R, L) tokens -> e_x (R, S, D), puzzle tokens prepended."""
-        e = self.embed(x) * math.sqrt(self.cfg.hidden)
+        """(R, L) tokens -> e_x (R, S, D), puzzle tokens prepended. Graph layout: node i's e_x is
+        the sum of the embeddings of its row's (j, token) pairs, scaled to RMS ~1."""
+        if self.cfg.layout == "graph":
+            e = self.embed(self.node_rows(x)).sum(2) * math.sqrt(self.cfg.hidden / self.cfg.out_len)
+        else:
+            e = self.embed(x) * math.sqrt(self.cfg.hidden)
         e_x = torch.cat((self.puzzle.expand(len(x), -1, -1).to(e.dtype), e), dim=1)
         return e_x + self.pos.to(e.dtype) if self.cfg.pos_encoding == "learned" else e_x
 

@@ -255,6 +255,34 @@ def test_learned_positions_replace_rope_and_make_attention_order_aware():
         dataclasses.replace(TINY, pos_encoding="alibi")
 
 
+def test_graph_layout_puts_one_position_per_node_that_reads_its_own_row():
+    from tasks.graph_coloring import GraphColoringTask, GraphInstance
+
+    task = GraphColoringTask(5)
+    cfg = dataclasses.replace(
+        TINY, layout="graph", pos_encoding="none", vocab_size=task.vocab_size, seq_len=10, out_len=5
+    )
+    torch.manual_seed(0)
+    model = GRAM(cfg).eval()
+    edges = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 4))
+    x = torch.from_numpy(task.encode_input(GraphInstance(5, 3, edges)))[None]
+    rows = model.node_rows(x)[0]
+    pair = rows - torch.arange(5) * task.vocab_size  # back to the pair tokens, (i, j)
+    assert torch.equal(pair, pair.T) and torch.equal(pair.diagonal(), torch.zeros(5, dtype=torch.int64))
+    assert {(i, j) for i in range(5) for j in range(i + 1, 5) if pair[i, j] == 2} == set(edges)
+    e = model.embed_input(x)
+    assert e.shape == (1, cfg.puzzle_tokens + 5, cfg.hidden) == (1, cfg.seq_total, cfg.hidden)
+    x2 = torch.from_numpy(task.encode_input(GraphInstance(5, 3, (*edges, (1, 3)))))[None]
+    changed = (model.embed_input(x2) != e).any(-1)[0, cfg.puzzle_tokens :]
+    assert changed.tolist() == [False, True, False, True, False]  # only the new edge's two nodes
+    out = sampling.run_rows(model, x, torch.zeros(1), torch.zeros(1), 2)
+    assert out.tokens.shape == (1, 5)
+    with pytest.raises(ValueError, match="n\\(n-1\\)/2"):
+        GRAM(dataclasses.replace(cfg, seq_len=9))
+    with pytest.raises(ValueError, match="layout"):
+        dataclasses.replace(TINY, layout="grid")
+
+
 def test_lr_warms_up_then_holds_then_anneals_from_decay_from_to_lr_final():
     tc = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=100, decay_from=60, lr_final=0.1)
     assert lr_at(0, tc) == pytest.approx(1e-4)
