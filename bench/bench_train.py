@@ -84,7 +84,7 @@ def model_config(shape: str, args: argparse.Namespace) -> ModelConfig:
     return ModelConfig(
         task=task.name, task_size=task.size, vocab_size=task.vocab_size, seq_len=task.seq_len,
         out_len=task.out_len, hidden=args.hidden, heads=args.heads, layers=args.layers,
-        puzzle_tokens=args.puzzle_tokens, K=args.K, T=args.T, mode=args.mode,
+        puzzle_tokens=args.puzzle_tokens, K=args.K, T=args.T, mode=args.mode, mixer=args.mixer,
     )  # fmt: skip
 
 
@@ -160,6 +160,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--K", type=int, default=2)
     ap.add_argument("--T", type=int, default=2)
     ap.add_argument("--mode", default="gram")
+    ap.add_argument("--mixer", default="attn", help="attn | mlp (the shipped nqueens-8 since session 7)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps (the first ones compile)")
     ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds over all variants")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
