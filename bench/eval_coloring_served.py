@@ -1,7 +1,7 @@
 """Graph colouring through the server, as a user sees it: fresh graphs, sequential /solve requests.
 
-Receives a colouring checkpoint (default checkpoints/graph-coloring-8), copied alone into a temp
-checkpoint folder for `python -m server` (bench/serverproc.py). Draws --graphs fresh G(n, p) graphs
+Receives a colouring checkpoint (default checkpoints/graph-coloring-8), served alone by
+`python -m server` (bench/serverproc.py `serve_alone`). Draws --graphs fresh G(n, p) graphs
 with this script's own generator (Python's `random`, not tasks/), keeps the 3-colourable ones (own
 brute force), and asks /solve for each at width 1 and at --width. Hands back JSON (printed, and
 --out): a valid colouring at width 1 and within --width (checked here again, not only the server's
@@ -16,9 +16,7 @@ import argparse
 import itertools
 import json
 import random
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import httpx
@@ -26,7 +24,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the project is not installed
-from bench.serverproc import NotReady, serve  # noqa: E402
+from bench.serverproc import NotReady, serve_alone  # noqa: E402
 
 COLORS = 3
 
@@ -78,25 +76,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     graphs = fresh_graphs(args.graphs, args.nodes, args.edge_prob, args.seed)
-    folder = Path(tempfile.mkdtemp(prefix="coloring-served-"))
-    shutil.copytree(args.checkpoint, folder / args.checkpoint.name)
-    gram = {
-        "GRAM_CHECKPOINT_DIR": str(folder),
-        "GRAM_DEVICE": "cpu",
-        "GRAM_TORCH_THREADS": str(args.threads),
-        "GRAM_COMPILE_STEP": args.compile,
-    }
     try:
         with (
-            serve(gram, log=folder / "server.log") as server,
+            serve_alone(args.checkpoint, args.threads, args.compile) as server,
             httpx.Client(base_url=server.url, timeout=300) as http,
         ):
             one = [solve(http, args.nodes, edges, 1, seed=i) for i, edges in enumerate(graphs)]
             wide = [solve(http, args.nodes, edges, args.width, seed=i) for i, edges in enumerate(graphs)]
     except NotReady as exc:
         raise SystemExit(str(exc)) from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     wide_ms = [r["ms"] for r in wide]
     report = {
         "command": " ".join(sys.argv),

@@ -1,8 +1,8 @@
 """9x9 Sudoku through the server: sequential /solve requests (default width 20, 16 steps).
 
 Receives a 9x9 checkpoint (default checkpoints/sudoku-9), copied alone into a temp checkpoint
-folder for `python -m server` (bench/serverproc.py: a subprocess on a free loopback port, GRAM_* set
-here). Without --puzzles: --requests seeded 30-clue puzzles (tasks.sudoku's generator), latency only.
+folder for `python -m server` (bench/serverproc.py `serve_alone`: a subprocess on a free loopback
+port). Without --puzzles: --requests seeded 30-clue puzzles (tasks.sudoku's generator), latency only.
 With --puzzles (JSON lines from bench/make_sudoku9_external.py): every puzzle, at most --limit per
 band; per band the solved % (a candidate flagged valid), latency p50 / p90, HTTP status counts and
 `false_valid`: candidates flagged valid that this script's own row / column / box check rejects.
@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere: the project is not installed
-from bench.serverproc import NotReady, serve  # noqa: E402
+from bench.serverproc import NotReady, serve_alone  # noqa: E402
 from tasks.sudoku import grid_to_string, make_puzzle, random_grid  # noqa: E402
 
 
@@ -143,22 +141,14 @@ def main(argv: list[str] | None = None) -> dict:
     seeded = seeded_puzzles(args.warmup + (0 if args.puzzles else args.requests), args.clues, seed=0)
     warmup = seeded[: args.warmup]
     puzzles = file_puzzles(args.puzzles, args.limit) if args.puzzles else seeded[args.warmup :]
-    folder = Path(tempfile.mkdtemp(prefix="sudoku9-served-"))
-    shutil.copytree(args.checkpoint, folder / args.checkpoint.name)
-    gram = {
-        "GRAM_CHECKPOINT_DIR": str(folder),
-        "GRAM_DEVICE": "cpu",
-        "GRAM_TORCH_THREADS": str(args.threads),
-        "GRAM_COMPILE_STEP": args.compile,
-    }
     try:
         with (
-            serve(gram, log=folder / "server.log", ready_s=args.ready_s) as server,
+            serve_alone(args.checkpoint, args.threads, args.compile, ready_s=args.ready_s) as server,
             httpx.Client(base_url=server.url, timeout=300) as http,
         ):
             for i, row in enumerate(warmup):
                 if solve_one(http, row["puzzle"], args.width, args.steps, seed=i)["status"] != 200:
-                    raise SystemExit(f"warm-up /solve failed; server log in {folder}")
+                    raise SystemExit("warm-up /solve failed")
             results = [
                 {
                     **solve_one(http, row["puzzle"], args.width, args.steps, seed=args.warmup + i),
@@ -168,8 +158,6 @@ def main(argv: list[str] | None = None) -> dict:
             ]
     except NotReady as exc:
         raise SystemExit(str(exc)) from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
     wall = [r["ms"] for r in results if r["status"] == 200]
     bands = {band: band_summary([r for r in results if r["band"] == band]) for band in dict.fromkeys(r["band"] for r in results)}  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,3 +85,20 @@ def serve(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def serve_alone(checkpoint: Path, threads: int, compile: str, ready_s: float = 600.0) -> Iterator[Running]:
+    """`serve` on CPU with one checkpoint copied alone into a temporary checkpoint folder (removed
+    afterwards), `threads` torch threads and GRAM_COMPILE_STEP = `compile` ("true" | "false")."""
+    with tempfile.TemporaryDirectory(prefix=f"{checkpoint.name}-served-") as tmp:
+        folder = Path(tmp)
+        shutil.copytree(checkpoint, folder / checkpoint.name)
+        gram = {
+            "GRAM_CHECKPOINT_DIR": str(folder),
+            "GRAM_DEVICE": "cpu",
+            "GRAM_TORCH_THREADS": str(threads),
+            "GRAM_COMPILE_STEP": compile,
+        }
+        with serve(gram, log=folder / "server.log", ready_s=ready_s) as server:
+            yield server
