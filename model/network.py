@@ -4,7 +4,7 @@ Receives token inputs (R, L) (R rows = request x trajectory) and, in training, t
 Hands on the carried latent state, decoder logits, halting / LPRM heads and, in training, the loss
 of one supervision step (`forward`, the unit DistributedDataParallel wraps). Knows nothing of tasks,
 HTTP or batching; inference rollouts live in model/sampling.py. Shapes: (R, S, D) with
-S = puzzle_tokens + L.
+S = puzzle_tokens + L (or + n nodes in the graph layout: ModelConfig.seq_total).
 """
 
 from __future__ import annotations
