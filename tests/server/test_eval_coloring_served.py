@@ -25,5 +25,5 @@ def test_the_script_colours_fresh_graphs_through_the_server(tmp_path: Path) -> N
     out = tmp_path / "out.json"
     report = main(["--graphs", "4", "--width", "4", "--compile", "false", "--out", str(out)])
     assert json.loads(out.read_text()) == report
-    assert report["graphs"] == 4 and report["flagged_valid_but_not"] == 0
+    assert report["graphs"] == 4 and report["false_valid"] == 0
     assert report["valid_within_4"] >= 0.75 and report["distinct_valid_mean"] >= 1
