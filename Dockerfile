@@ -21,17 +21,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so code edits do not reinstall them. On CPU, torch comes from the CPU-only
-# index at the pinned version (the PyPI wheel would pull several GB of CUDA libraries).
-COPY requirements.txt ./
+# Dependencies first, so code edits do not reinstall them. torch at the pinned version: on CPU from
+# the CPU-only index (the PyPI wheel would pull several GB of CUDA libraries), on CUDA from PyPI with
+# its CUDA libraries. Everything else exactly as requirements-runtime.lock says, hashes checked.
+COPY requirements.txt requirements-runtime.lock ./
 RUN set -eux; \
     torch_pin="$(grep -E '^torch==' requirements.txt)"; \
     case "$DEVICE" in \
       cpu) pip install --index-url "$TORCH_CPU_INDEX" "$torch_pin" ;; \
-      cuda) ;; \
+      cuda) pip install "$torch_pin" ;; \
       *) echo "DEVICE must be cpu or cuda, got $DEVICE" >&2; exit 1 ;; \
     esac; \
-    pip install -r requirements.txt; \
+    pip install --require-hashes --no-deps -r requirements-runtime.lock; \
     useradd --system --uid 10001 --create-home --home-dir /home/gram --shell /usr/sbin/nologin gram
 
 COPY tasks/ tasks/

@@ -12,14 +12,16 @@ reachable then), else the test skips.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from packaging.markers import default_environment
+from packaging.utils import parse_wheel_filename
 
+from bench.gpu_requirements import locked_versions, requires_closure
 from tests.serverkit import REPO, ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -27,19 +29,20 @@ SUDOKU = "1.3.\n..1.\n.1..\n4..."  # for the shared client-test server's tiny su
 
 
 def _pins() -> list[str]:
-    """The client's dependencies at the versions the server pins (requirements.txt)."""
-    text = (REPO / "requirements.txt").read_text()
-    return [m.group(0) for m in re.finditer(r"^(httpx|pydantic)==\S+", text, re.M)]
+    """The client's dependencies and everything they require, at the versions of requirements.lock."""
+    locked = locked_versions()
+    closure = requires_closure({"httpx", "pydantic"}, markers=default_environment())
+    return [f"{name}=={locked[name]}" for name in sorted(closure)]
 
 
 def _wheelhouse(pins: list[str]) -> Path:
     house = Path(os.environ.get("GRAM_WHEELHOUSE", REPO / ".cache" / "wheels"))
-    names = {p.split("==")[0] for p in pins}
-    have = {w.name.split("-")[0].lower() for w in house.glob("*.whl")} if house.is_dir() else set()
-    if not names <= have:
+    wanted = {tuple(p.split("==")) for p in pins}
+    have = {(str(n), str(v)) for n, v, *_ in map(parse_wheel_filename, (w.name for w in house.glob("*.whl")))}
+    if not wanted <= have:
         house.mkdir(parents=True, exist_ok=True)
         got = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "-d", str(house), *pins],
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(house), *pins],
             capture_output=True,
             text=True,
             timeout=300,
@@ -56,7 +59,7 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complete
 
 def test_client_installs_alone_and_its_command_solves(live: ServerProcess, tmp_path: Path) -> None:
     pins = _pins()
-    assert len(pins) == 2, pins
+    assert {"httpx", "pydantic", "pydantic-core", "idna"} <= {p.split("==")[0] for p in pins}, pins
     house = _wheelhouse(pins)
 
     src, dist, venv = tmp_path / "src", tmp_path / "dist", tmp_path / "venv"
@@ -84,7 +87,9 @@ def test_client_installs_alone_and_its_command_solves(live: ServerProcess, tmp_p
     made = _run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     assert made.returncode == 0, made.stderr
     py, pip = venv / "bin" / "python", [str(venv / "bin" / "python"), "-m", "pip"]
-    installed = _run([*pip, "install", "-q", "--no-index", "--find-links", str(house), str(wheel)], tmp_path)
+    installed = _run(
+        [*pip, "install", "-q", "--no-index", "--find-links", str(house), str(wheel), *pins], tmp_path
+    )
     assert installed.returncode == 0, installed.stderr
 
     # only the client and its two dependencies' trees: no torch, numpy, fastapi, nor the server

@@ -120,18 +120,40 @@ def test_dockerfile_is_pinned_non_root_and_healthchecked() -> None:
     assert user and user[-1] not in ("root", "0")
     health = next(line for line in lines if line.startswith("HEALTHCHECK"))
     assert "/readyz" in text[text.index(health) :].split("CMD", 1)[1].split("\n")[0]
-    assert "pip install -r requirements.txt" in text and lines[-1] == 'CMD ["python", "-m", "server"]'
+    assert (
+        "pip install --require-hashes --no-deps -r requirements-runtime.lock" in text
+        and lines[-1] == 'CMD ["python", "-m", "server"]'
+    )
     ignore = [
         p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and p[0] != "#"
     ]
-    copied = [line.split()[1] for line in lines if line.startswith("COPY ")]
-    assert {"requirements.txt", "server/", "gram_client/", "model/", "checkpoints/"} <= set(copied)
+    copied = [source for line in lines if line.startswith("COPY ") for source in line.split()[1:-1]]
+    assert {
+        "requirements.txt",
+        "requirements-runtime.lock",
+        "server/",
+        "gram_client/",
+        "model/",
+        "checkpoints/",
+    } <= set(copied)
     for source in copied:
         assert (REPO / source).exists(), source
         assert not _dockerignored(source.rstrip("/"), ignore), f"{source} is excluded by .dockerignore"
     assert _dockerignored(".venv", ignore) and _dockerignored(".git", ignore)
     # the torch pin the CPU branch installs is the one in requirements.txt
     assert re.search(r"^torch==\S+$", (REPO / "requirements.txt").read_text(), re.M)
+    # the image's lock is the development lock's runtime part: same versions, same hashes
+    runtime, full = (_locked(REPO / name) for name in ("requirements-runtime.lock", "requirements.lock"))
+    assert "torch" not in runtime and {"fastapi", "uvicorn", "triton"} <= set(runtime)
+    assert runtime.items() <= full.items()
+
+
+def _locked(path: Path) -> dict[str, str]:
+    """A lock file as {name: its line with the hashes}, comments dropped."""
+    entries = re.findall(r"^([a-z0-9_.-]+==\S+)((?: \\\n\s+--hash=\S+)*)", path.read_text(), re.M)
+    return {
+        pin.split("==")[0]: " ".join([pin, *re.findall(r"--hash=\S+", hashes)]) for pin, hashes in entries
+    }
 
 
 # ----------------------------------------------------------------------------- Kubernetes
