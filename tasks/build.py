@@ -31,6 +31,7 @@ from tasks.sudoku import (
     SudokuTask,
     apply_symmetry,
     difficulty,
+    hard_puzzle,
     make_puzzle,
     random_grid,
     random_symmetry,
@@ -58,6 +59,10 @@ class BuildConfig:
     sudoku9_train: int = 4000  # sudoku-9: distinct train puzzles (augmented in training, not here)
     sudoku9_test: int = 300  # sudoku-9: held-out puzzles per clue band (SUDOKU9_BANDS)
     sudoku9_clues: tuple[int, int] = (22, 45)  # sudoku-9 train: target givens, uniform (inclusive)
+    hard9_train: int = 6000  # sudoku-9-hard: distinct train puzzles
+    hard9_share: float = 0.5  # sudoku-9-hard: share of train puzzles that singles alone cannot solve
+    hard9_clues: tuple[int, int] = (22, 35)  # sudoku-9-hard: target givens of those, uniform (inclusive)
+    hard9_test: int = 300  # sudoku-9-hard: held-out puzzles of the hard band (test-hard)
     gen9_base: int = 2000  # sudoku-9-gen: random complete grids, each shuffled gen9_shuffles times
     gen9_shuffles: int = 25
     gen9_test: int = 1000
@@ -352,6 +357,42 @@ def _sudoku9_draw(
     return split
 
 
+def _sudoku9_bands(
+    cfg: BuildConfig, rng: np.random.Generator, seen: set[bytes]
+) -> tuple[Splits, np.random.Generator]:
+    """The held-out clue bands of sudoku-9 (test-36-45, test-28-35, test-22-27: sudoku9_test each,
+    each from its own stream of `rng`) and the stream left for the train split."""
+    task = SudokuTask(9)
+    streams = [np.random.default_rng(s) for s in rng.integers(2**63, size=len(SUDOKU9_BANDS) + 1)]
+    splits: Splits = {}
+    for (lo, hi), stream in zip(SUDOKU9_BANDS, streams, strict=False):
+        splits[f"test-{lo}-{hi}"] = _sudoku9_draw(
+            task, cfg.sudoku9_test, (lo, hi), stream, seen, f"test-{lo}-{hi}", cfg
+        )
+    return splits, streams[-1]
+
+
+def _interleave(bands: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One split of equal-sized bands, row by row (its first rows cover every band)."""
+    order = np.arange(sum(len(b["inputs"]) for b in bands)).reshape(len(bands), -1).T.reshape(-1)
+    mixed = {k: np.concatenate([b[k] for b in bands])[order] for k in bands[0]}
+    mixed["group"] = np.arange(len(order), dtype=np.int32)
+    return mixed
+
+
+def _sudoku9_params(splits: Splits, names: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for name in names:
+        split = splits[name]
+        params[name] = {
+            "singles_solved": round(float(split["singles"].mean()), 4),
+            "mean_guesses": round(float(split["guesses"].mean()), 2),
+            "max_guesses": int(split["guesses"].max()),
+            "clues_histogram": _histogram(split["clues"]),
+        }
+    return params
+
+
 def build_sudoku9(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
     """Distinct 9x9 puzzles with a unique solution, each from its own random grid, with their givens
     (`clues`), whether naked and hidden singles alone solve them (`singles`) and the guesses of the
@@ -361,33 +402,82 @@ def build_sudoku9(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, d
     sudoku9_clues (a target below the grid's local minimum stops there), no test input among them;
     symmetries are applied on the fly in training (train.augment), not stored."""
     task = SudokuTask(9)
-    streams = [np.random.default_rng(s) for s in rng.integers(2**63, size=len(SUDOKU9_BANDS) + 1)]
     seen: set[bytes] = set()
-    splits: Splits = {}
-    for (lo, hi), stream in zip(SUDOKU9_BANDS, streams, strict=False):
-        splits[f"test-{lo}-{hi}"] = _sudoku9_draw(
-            task, cfg.sudoku9_test, (lo, hi), stream, seen, f"test-{lo}-{hi}", cfg
-        )
-    bands = [splits[f"test-{lo}-{hi}"] for lo, hi in SUDOKU9_BANDS]
-    order = np.arange(cfg.sudoku9_test * len(bands)).reshape(len(bands), -1).T.reshape(-1)  # interleave
-    mixed = {k: np.concatenate([b[k] for b in bands])[order] for k in bands[0]}
-    mixed["group"] = np.arange(len(order), dtype=np.int32)
-    splits["test"] = mixed
-    splits["train"] = _sudoku9_draw(
-        task, cfg.sudoku9_train, cfg.sudoku9_clues, streams[-1], seen, "train", cfg
-    )
+    splits, stream = _sudoku9_bands(cfg, rng, seen)
+    bands = [f"test-{lo}-{hi}" for lo, hi in SUDOKU9_BANDS]
+    splits["test"] = _interleave([splits[name] for name in bands])
+    splits["train"] = _sudoku9_draw(task, cfg.sudoku9_train, cfg.sudoku9_clues, stream, seen, "train", cfg)
     params: dict[str, Any] = {
         "train_clues": list(cfg.sudoku9_clues),
         "bands": [list(b) for b in SUDOKU9_BANDS],
     }
-    for name in ("train", *(f"test-{lo}-{hi}" for lo, hi in SUDOKU9_BANDS)):
-        split = splits[name]
-        params[name] = {
-            "singles_solved": round(float(split["singles"].mean()), 4),
-            "mean_guesses": round(float(split["guesses"].mean()), 2),
-            "max_guesses": int(split["guesses"].max()),
-            "clues_histogram": _histogram(split["clues"]),
-        }
+    params.update(_sudoku9_params(splits, ["train", *bands]))
+    return splits, params
+
+
+def _sudoku9_hard_draw(
+    task: SudokuTask, count: int, clues: tuple[int, int], rng: np.random.Generator, seen: set[bytes], desc: str,
+    cfg: BuildConfig,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """`count` distinct puzzles (not in `seen`, which grows) that singles alone cannot solve, target
+    givens uniform in `clues` (`hard_puzzle`: the count can end above the target, never below the
+    grid's minimal puzzle), with difficulty."""
+    lo, hi = clues
+    puzzles: list[np.ndarray] = []
+    grids: list[np.ndarray] = []
+    rows: list[tuple[int, bool, int]] = []
+    with _bar(cfg, count, desc) as bar:
+        while len(puzzles) < count:
+            grid = random_grid(9, rng)
+            puzzle = hard_puzzle(grid, int(rng.integers(lo, hi + 1)), rng, tries=3)
+            if puzzle is None or np.count_nonzero(puzzle) > hi or puzzle.tobytes() in seen:
+                continue
+            seen.add(puzzle.tobytes())
+            puzzles.append(puzzle)
+            grids.append(grid)
+            rows.append((int(np.count_nonzero(puzzle)), *difficulty(puzzle)))
+            bar.update()
+    split = _sudoku_split(task, puzzles, grids)
+    split["clues"] = np.array([r[0] for r in rows], dtype=np.int8).reshape(-1)
+    split["singles"] = np.array([r[1] for r in rows], dtype=np.uint8).reshape(-1)
+    split["guesses"] = np.array([r[2] for r in rows], dtype=np.int32).reshape(-1)
+    return split
+
+
+def build_sudoku9_hard(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """sudoku-9 with a hard share. Held out: the three clue bands of sudoku-9, the same puzzles (its
+    streams, so the bands compare across keys and none is trained on), and test-hard: hard9_test
+    puzzles that naked and hidden singles alone cannot solve, target givens uniform in hard9_clues
+    (tasks.sudoku.hard_puzzle: a minimal puzzle that needs more than singles, with givens added back
+    that keep it so; the kind the third-party generators grade hardest). `test` interleaves the four
+    bands. Train: hard9_train distinct puzzles, a hard9_share of them drawn as test-hard is, the rest
+    as sudoku-9's train (target givens uniform in sudoku9_clues), shuffled together; `clues`,
+    `singles` and `guesses` label every row, as in sudoku-9."""
+    task = SudokuTask(9)
+    seen: set[bytes] = set()
+    splits, _ = _sudoku9_bands(cfg, _rng(cfg, "sudoku-9"), seen)
+    streams = [np.random.default_rng(s) for s in rng.integers(2**63, size=4)]
+    splits["test-hard"] = _sudoku9_hard_draw(
+        task, cfg.hard9_test, cfg.hard9_clues, streams[0], seen, "test-hard", cfg
+    )
+    bands = [*(f"test-{lo}-{hi}" for lo, hi in SUDOKU9_BANDS), "test-hard"]
+    splits["test"] = _interleave([splits[name] for name in bands])
+    hard = int(round(cfg.hard9_train * cfg.hard9_share))
+    parts = [
+        _sudoku9_hard_draw(task, hard, cfg.hard9_clues, streams[1], seen, "train hard", cfg),
+        _sudoku9_draw(task, cfg.hard9_train - hard, cfg.sudoku9_clues, streams[2], seen, "train", cfg),
+    ]
+    order = streams[3].permutation(cfg.hard9_train)
+    train = {k: np.concatenate([p[k] for p in parts])[order] for k in parts[0]}
+    train["group"] = np.arange(cfg.hard9_train, dtype=np.int32)
+    splits["train"] = train
+    params: dict[str, Any] = {
+        "train_clues": list(cfg.sudoku9_clues),
+        "hard_share": cfg.hard9_share,
+        "hard_clues": list(cfg.hard9_clues),
+        "bands": [*(list(b) for b in SUDOKU9_BANDS), "hard"],
+    }
+    params.update(_sudoku9_params(splits, ["train", *bands]))
     return splits, params
 
 
@@ -434,6 +524,7 @@ BUILDERS: dict[
     "sudoku-4": ("sudoku", 4, partial(build_sudoku_small, 4)),
     "sudoku-6": ("sudoku", 6, partial(build_sudoku_small, 6)),
     "sudoku-9": ("sudoku", 9, build_sudoku9),
+    "sudoku-9-hard": ("sudoku", 9, build_sudoku9_hard),
     "sudoku-4-gen": ("sudoku", 4, build_sudoku4_gen),
     "sudoku-9-gen": ("sudoku", 9, build_sudoku9_gen),
     "nqueens-8": ("nqueens", 8, partial(build_nqueens, 8)),

@@ -340,6 +340,35 @@ def difficulty(puzzle: Any) -> tuple[bool, int]:
     return bool(singles_fill(flat).all()), guesses[0]
 
 
+def hard_puzzle(
+    solution: np.ndarray, clues: int, rng: np.random.Generator, tries: int = 1
+) -> np.ndarray | None:
+    """A puzzle with `solution` as its only solution that singles alone cannot solve, with `clues`
+    givens where it can reach them; None when none of `tries` minimal puzzles of this grid needs more
+    than singles.
+
+    A locally minimal puzzle (`make_puzzle` to 0) is drawn until one needs more than singles; givens
+    of the solution are then added in a random order, skipping any after which singles would solve
+    it, until `clues` (a superset of a unique puzzle's givens stays unique). So the puzzle keeps the
+    hard core of a minimal one at any clue count from its minimum up, as generators of graded puzzles
+    make their hardest ones; the count stays below `clues` when no further given keeps it hard."""
+    for _ in range(tries):
+        puzzle = make_puzzle(solution, 0, rng)
+        if not singles_fill(puzzle).all():
+            break
+    else:
+        return None
+    flat = puzzle.copy()
+    blanks = np.flatnonzero(flat == 0)
+    for cell in rng.permutation(blanks).tolist():
+        if np.count_nonzero(flat) >= clues:
+            break
+        flat[cell] = solution[cell]
+        if singles_fill(flat).all():
+            flat[cell] = 0
+    return flat
+
+
 def random_symmetry(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A random validity-preserving transform: (cell_source (n*n,), digit_map (n+1,)).
 
