@@ -29,11 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gram_client.schemas import MAX_SEED, PUZZLES
 from model.graphs import TiledStep
 from server import errors, logs, playground
+from server.api import router
 from server.batcher import Batcher
 from server.engine import Engine
 from server.metrics import Metrics, RequestLabels
 from server.registry import Registry, resolve_device
-from server.routes import router
 from server.settings import Settings, usable_cores
 from server.state import AppState
 

@@ -139,7 +139,10 @@ class Registry:
             m = self.models.get(name)
             if m is None:
                 raise ApiError(
-                    422, f"no model named {name!r}; loaded: {self.loaded()}", type="no_model", field="model"
+                    404,
+                    f"no model named {name!r}; loaded: {self.loaded()}",
+                    type="model_not_found",
+                    field="model",
                 )
             if m.cfg.task != task:
                 raise ApiError(

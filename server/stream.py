@@ -1,10 +1,10 @@
-"""Streamed /solve and /generate (serving.md section 1, "Streaming"): Server-Sent Events.
+"""Server-Sent Events for /solve and /generate: the stream's schema, its events and its encoder.
 
-Receives a validated request that asks for a stream; prepares and admits it as server/request.py
-does (so 422 / 429 / 503 stay plain responses), then hands on `progress` per step, `candidate` /
-`sample` when a distinct valid answer first appears among the rows' current answers (the engine
-verifies them after every step), and last `done` (the plain response) or `error` (the envelope).
-A client that goes away cancels the rows. Knows nothing of tensors or of row scheduling.
+Receives a job the API module has already admitted (so 422 / 429 / 503 stay plain responses) and
+the awaitable of its result; hands on `progress` per step, `candidate` / `sample` when a distinct
+valid answer first appears among the rows' current answers (the engine verifies them after every
+step), and last `done` (the plain response) or `error` (the envelope). A client that goes away
+cancels the rows. Knows nothing of tensors or of row scheduling.
 """
 
 from __future__ import annotations
@@ -13,29 +13,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
 
 from gram_client.schemas import (
     CandidateEvent,
     ErrorDetail,
     ErrorResponse,
-    GenerateRequest,
     ProgressEvent,
     SampleEvent,
-    SolveRequest,
     Timing,
 )
-from server import request as requests
 from server.batcher import Job
-from server.engine import Result, Work
+from server.engine import Engine, Result, Work
 from server.errors import ApiError, request_id_of
-from server.metrics import RequestLabels, width_label
 from server.state import AppState
 
 log = logging.getLogger("gram.server")
@@ -46,18 +41,53 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy b
 Event = tuple[str, BaseModel]
 
 
-def wants_stream(flag: bool, request: Request) -> bool:
+def wanted(flag: bool, request: Request) -> bool:
     """`"stream": true` in the body, or an Accept header that asks for text/event-stream."""
     return flag or MEDIA_TYPE in request.headers.get("accept", "")
+
+
+def _inline(model: type[BaseModel]) -> dict[str, Any]:
+    """A wire model's JSON schema whose references point at the components (the answers use them)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+def openapi(
+    answer: str, answer_model: type[BaseModel], done_model: type[BaseModel], progress_model: type[BaseModel]
+) -> dict[int | str, Any]:
+    """The 200 answer as Server-Sent Events: one schema per event (OpenAPI 3.1: `schema` describes
+    each event), its `data` JSON of the event's wire model."""
+    data = {
+        "progress": _inline(progress_model),
+        answer: _inline(answer_model),
+        "done": {"$ref": f"#/components/schemas/{done_model.__name__}"},
+        "error": {"$ref": "#/components/schemas/ErrorResponse"},
+    }
+    events = [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": schema},
+            },
+        }
+        for name, schema in data.items()
+    ]
+    text = (
+        f'`"stream": true` in the body (or Accept: text/event-stream): Server-Sent Events `progress`, '
+        f"`{answer}`, then `done` (the JSON answer) or `error` (the envelope)"
+    )
+    return {200: {"description": text, "content": {MEDIA_TYPE: {"schema": {"oneOf": events}}}}}
 
 
 class Watch:
     """One streamed request's view of its rows: after each step (on the batcher's worker thread) it
     verifies the rows' current answers via the engine and queues the new events for the loop."""
 
-    def __init__(self, state: AppState, work: Work, arrived: float) -> None:
-        assert state.engine is not None  # ready
-        self.engine = state.engine
+    def __init__(self, engine: Engine, work: Work, arrived: float) -> None:
+        self.engine = engine
         self.work = work
         self.arrived = arrived
         self.loop = asyncio.get_running_loop()
@@ -133,18 +163,19 @@ def _envelope(err: ApiError, request: Request) -> ErrorResponse:
     )
 
 
-async def _events(
+async def events(
     state: AppState,
     job: Job,
     watch: Watch,
     request: Request,
+    answer: Awaitable[tuple[Result, Timing]],
     respond: Callable[[Result, Timing], BaseModel],
 ) -> AsyncIterator[str]:
     """The event stream of an admitted job; cancelling it (the client went) cancels the job's rows."""
     endpoint = job.work.endpoint
     counted = state.metrics.stream_events
     # Starlette watches for the disconnect of a streaming response and cancels this generator
-    waiter = asyncio.ensure_future(requests.wait(state, job, request, watch_disconnect=False))
+    waiter = asyncio.ensure_future(answer)
     getter: asyncio.Future[list[Event]] | None = None
     outcome = "disconnect"
     try:
@@ -190,35 +221,3 @@ async def _events(
             assert state.batcher is not None
             state.batcher.cancel(job, "disconnect")
         state.metrics.streams.labels(endpoint=endpoint, outcome=outcome).inc()
-
-
-def _start(
-    state: AppState, work: Work, request: Request, respond: Callable[[Result, Timing], BaseModel]
-) -> StreamingResponse:
-    arrived = getattr(request.state, "arrived", time.monotonic())
-    watch = Watch(state, work, arrived)
-    job = requests.admit(state, work, on_step=watch.on_step)  # 429 / 503 here: a plain response
-    return StreamingResponse(
-        _events(state, job, watch, request, respond), media_type=MEDIA_TYPE, headers=HEADERS
-    )
-
-
-async def solve(state: AppState, req: SolveRequest, request: Request) -> StreamingResponse:
-    request.state.labels = RequestLabels("solve", req.task, width_label(req.width))
-    requests.check_ready(state)
-    work = requests.prepare_solve(req, state.registry, state.settings)
-    return _start(
-        state, work, request, lambda result, timing: requests.solve_response(state, req, work, result, timing)
-    )
-
-
-async def generate(state: AppState, req: GenerateRequest, request: Request) -> StreamingResponse:
-    request.state.labels = RequestLabels("generate", req.task, width_label(req.count))
-    requests.check_ready(state)
-    work = requests.prepare_generate(req, state.registry, state.settings)
-    return _start(
-        state,
-        work,
-        request,
-        lambda result, timing: requests.generate_response(state, req, work, result, timing),
-    )

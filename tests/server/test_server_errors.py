@@ -206,7 +206,17 @@ CASES: list[tuple[str, str, str, Any, dict[str, str], int, str, str | None]] = [
         "validation_error",  # the schema states the shape
         "puzzle",
     ),
-    ("model-unknown", "POST", "/solve", solve(model="gpt-5"), {}, 422, "no_model", "model"),
+    ("model-unknown", "POST", "/solve", solve(model="gpt-5"), {}, 404, "model_not_found", "model"),
+    (
+        "generate-model-unknown",
+        "POST",
+        "/generate",
+        {"task": "sudoku", "model": "gpt-5"},
+        {},
+        404,
+        "model_not_found",
+        "model",
+    ),
     ("model-other-task", "POST", "/solve", solve(model="nqueens-6"), {}, 422, "no_model", "model"),
     ("model-generator-on-solve", "POST", "/solve", solve(model="sudoku-4-gen"), {}, 422, "no_model", "model"),
     (
@@ -319,7 +329,7 @@ def test_hostile_request(live, case, method, path, body, headers, status, etype,
         assert err.type == etype, err
     if field is not None:
         assert err.field == field, err
-    if err.type == "no_model":
+    if err.type in ("no_model", "model_not_found"):
         assert "loaded:" in err.message or "several" in err.message
     if status == 405:
         assert "allow" in r.headers

@@ -22,7 +22,8 @@ ALL_CHECKS = CHECKS.get_all()
 EXCEPTIONS = {
     (504, "deadline_exceeded"),  # deadline_ms is a wish, not a guarantee: small ones pass first
     (422, "invalid_puzzle"),  # a puzzle that contradicts itself (clashing givens, attacking queens...)
-    (422, "no_model"),  # no loaded checkpoint for that task, size, colour count or name
+    (422, "no_model"),  # no loaded checkpoint for that task, size or colour count
+    (404, "model_not_found"),  # no loaded checkpoint of the name in `model`
 }
 EXAMPLES = 40  # per operation and mode
 
