@@ -32,9 +32,8 @@ sys.path.insert(0, str(ROOT))  # run from anywhere, not installed
 
 from model.checkpoint import load  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
-from model.graphs import TiledStep, has_amx_bf16, resolve_precision  # noqa: E402
 from model.network import GRAM  # noqa: E402
-from model.sampling import Rollout, advance, blank_inputs, start  # noqa: E402
+from model.step import Rollout, TiledStep, advance, blank_inputs, has_amx_bf16, resolve_precision, start  # noqa: E402
 
 VARIANTS = (
     "eager-ref",

@@ -4,8 +4,8 @@ Receives --out PATH, the shapes and the precisions to sweep; writes JSON lines t
 (a `meta` line, then one record per case, flushed): per case the median milliseconds of each
 implementation (triton.testing.do_bench), its GB/s or TFLOP/s, and errors. Kernels are timed
 against their PyTorch references (`ref`; the matmul in cuBLAS) and the matmul alone in cuBLAS;
-the step is `model.sampling.advance` of a random-weight GRAM (ref ops, Triton ops, Triton in a CUDA
-graph via model.graphs.StaticStep) beside its matmuls alone in cuBLAS. Precisions: fp32 (IEEE),
+the step is `model.step.advance` of a random-weight GRAM (ref ops, Triton ops, Triton in a CUDA
+graph via model.step.StaticStep) beside its matmuls alone in cuBLAS. Precisions: fp32 (IEEE),
 tf32 (float32 tensors, TF32 matmuls in cuBLAS and the kernels), bf16 (kernels on bf16 tensors; the
 step under autocast). torch.compile baselines run last, only with --compile. Needs CUDA (exit 2
 without), unless --cpu-smoke runs a tiny version through Triton's interpreter (timings meaningless).
@@ -38,9 +38,8 @@ from kernels.guidance import guide_ref  # noqa: E402
 from kernels.rng import philox_normal_ref  # noqa: E402
 from kernels.swiglu import swiglu_gate_ref, swiglu_linear_ref  # noqa: E402
 from model.config import ModelConfig  # noqa: E402
-from model.graphs import StaticStep  # noqa: E402
 from model.network import GRAM, Block, SwiGLU  # noqa: E402
-from model.sampling import Rollout, advance, start  # noqa: E402
+from model.step import Rollout, StaticStep, advance, start  # noqa: E402
 
 PRECISIONS = ("bf16", "tf32", "fp32")
 
@@ -254,7 +253,7 @@ def step_case(
 
 
 def graph_step(model: GRAM, r: Rollout) -> Callable[[], Rollout]:
-    """The Triton step as a CUDA graph for this row count (model.graphs.StaticStep), captured on the
+    """The Triton step as a CUDA graph for this row count (model.step.StaticStep), captured on the
     first call so that its cost lands in first_call_s."""
     static: list[StaticStep] = []
 

@@ -174,7 +174,7 @@ def raw_engine(checkpoint_dir: Path, model: str, rows: int, steps: int, duration
     torch.set_num_threads(1)
     reg = Registry.load_dir(checkpoint_dir, torch.device("cpu"))
     entry = reg.models[model]
-    engine = Engine(reg, rows)
+    engine = Engine(reg)
     instance = entry.task.parse(PUZZLE)
     inputs = entry.task.encode_input(instance)
     done, t0 = 0, time.monotonic()

@@ -4,7 +4,7 @@ Receives the model size and the request shape (default: one 9x9-sized input, wid
 hidden 512, K=6, T=3, 16 puzzle tokens) and the precisions; writes JSON lines to --out as it goes
 (a `meta` line, then one record per precision, flushed): the median milliseconds of a whole solve
 (start, every supervision step, decoded tokens on the host) for `eager` (`advance` per step, the
-Triton kernels on CUDA) and `cuda_graph` (model.graphs.StaticStep, as the server runs a bucket),
+Triton kernels on CUDA) and `cuda_graph` (model.step.StaticStep, as the server runs a bucket),
 their ratio, the issue's 15 ms target, and whether the graph's tokens equal the eager ones. Random
 weights: latency does not depend on what the model learned. Needs CUDA (exit 2 without).
 
@@ -28,9 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, not installed
 from model.config import ModelConfig  # noqa: E402
-from model.graphs import StaticStep  # noqa: E402
 from model.network import GRAM  # noqa: E402
-from model.sampling import Rollout, advance, run_rows, start  # noqa: E402
+from model.sampling import rollout  # noqa: E402
+from model.step import Rollout, StaticStep, advance, start  # noqa: E402
 
 TARGET_MS = 15.0
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -102,9 +102,9 @@ def measure(model: GRAM, args: argparse.Namespace, prec: str, cuda: bool) -> dic
         tokens = eager()
         if not cuda:  # the tests' check that the timed loop solves what model.sampling solves
             inputs = torch.randint(1, 11, (1, model.cfg.seq_len), generator=torch.Generator().manual_seed(1))
-            want = run_rows(model, inputs.expand(args.width, -1), torch.full((args.width,), 7),
-                            torch.arange(args.width), args.steps).tokens  # fmt: skip
-            record["eager_equals_run_rows"] = bool(torch.equal(tokens, want))
+            *_, want = rollout(model, inputs.expand(args.width, -1), torch.full((args.width,), 7),
+                               torch.arange(args.width), args.steps)  # fmt: skip
+            record["eager_equals_rollout"] = bool(torch.equal(tokens, want.tokens))
         record["ms"]["eager"] = median_ms(eager, args.repeats, warmup=1)
         if cuda:
             try:

@@ -32,8 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, not installed
 
 from model.config import ModelConfig, TrainConfig  # noqa: E402
-from model.graphs import has_amx_bf16  # noqa: E402
 from model.network import GRAM, Carry  # noqa: E402
+from model.step import has_amx_bf16  # noqa: E402
 from model.train import compile_core, make_optimizer, train_step  # noqa: E402
 from tasks import task_from_key  # noqa: E402
 

@@ -115,7 +115,7 @@ EOF
   fi
   # the server path and the test runner must import with what this machine has plus the wheels
   timeout 60 "$py" -c 'import fastapi, pydantic, pydantic_settings, uvicorn, safetensors, pytest, pytest_timeout
-import server.app, server.engine, model.graphs
+import server.app, server.engine, model.step
 print("imports ok: fastapi", fastapi.__version__, "pydantic", pydantic.__version__, "uvicorn", uvicorn.__version__)' || rc=1
   return $rc
 }

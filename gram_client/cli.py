@@ -206,7 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("task", choices=TASKS)
     solve.add_argument("puzzle", help="a literal puzzle, a file (.col for DIMACS), or - for stdin")
     solve.add_argument("--width", type=int, default=16, help="parallel trajectories")
-    solve.add_argument("--steps", type=int, default=16, help="supervision steps")
+    solve.add_argument("--steps", type=int, help="step budget (default: the model's, see `models`)")
+    solve.add_argument("--halt", choices=("verified", "head", "never"), default="verified")
+    solve.add_argument("--symmetry", action=argparse.BooleanOptionalAction, help="a symmetry per trajectory")
     solve.add_argument("--seed", type=int)
     solve.add_argument("--select", choices=("verifier", "vote", "lprm"), default="verifier")
     solve.add_argument("--top-k", type=int, default=5)
@@ -225,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("task", choices=TASKS)
     gen.add_argument("--size", type=int)
     gen.add_argument("--count", type=int, default=8)
-    gen.add_argument("--steps", type=int, default=16)
+    gen.add_argument("--steps", type=int, help="step budget (default: the model's)")
     gen.add_argument("--seed", type=int)
     gen.add_argument("--deadline-ms", type=int)
     gen.add_argument("--model")
@@ -286,6 +288,8 @@ def _run(
             deadline_ms=args.deadline_ms,
             model=args.model,
             stop_after_valid=args.stop_after_valid,
+            halt=args.halt,
+            symmetry=args.symmetry,
         )
         if args.stream:
             return _solve_stream(args, gram, puzzle, options, color, out, err)
@@ -368,7 +372,7 @@ def _solve_stream(
             print(json.dumps({"event": name, "data": event.model_dump(mode="json")}), file=out, flush=True)
         elif isinstance(event, ProgressEvent):
             line.show(
-                f"step {event.step}/{args.steps} · {event.valid_trajectories}/{args.width} trajectories valid "
+                f"step {event.step}{f'/{args.steps}' if args.steps else ''} · {event.valid_trajectories}/{args.width} trajectories valid "
                 f"· {event.distinct_valid} distinct · {event.elapsed_ms:.0f} ms"
             )
         elif isinstance(event, CandidateEvent):

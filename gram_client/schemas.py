@@ -24,7 +24,22 @@ from pydantic import (
 )
 
 TaskName = Literal["sudoku", "nqueens", "graph_coloring"]
+STEPS = (
+    "the step budget (depth), 1..max_steps: a trajectory retires at the latest after this many "
+    "supervision steps; null: the model's default budget (GET /models, `defaults`)"
+)
+HALT = (
+    "when a trajectory retires before its budget: `verified` at the first step its answer passes "
+    "the exact verifier, `head` when the model's halting head says stop, `never` (every trajectory "
+    "runs the whole budget)"
+)
+SYMMETRY = (
+    "run each trajectory but the first on its own random symmetry of the puzzle (Sudoku: digits, "
+    "transpose, bands, stacks, rows and columns within them; N-Queens: the board's 8 symmetries; "
+    "colouring: node relabelling), answers mapped back before verification; null: the model's default"
+)
 SelectRule = Literal["verifier", "vote", "lprm"]
+HaltRule = Literal["verified", "head", "never"]
 MAX_SEED = 2**63 - 1
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # a checkpoint folder name
 
@@ -136,7 +151,9 @@ class SolveRequest(_Strict):
     task: TaskName
     puzzle: Puzzle = Field(description="the task's puzzle: see the schema's oneOf by task")
     width: WireInt = Field(default=16, ge=1, description="parallel trajectories, 1..max_width")
-    steps: WireInt = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
+    steps: WireInt | None = Field(default=None, ge=1, description=STEPS)
+    halt: HaltRule = Field(default="verified", description=HALT)
+    symmetry: bool | None = Field(default=None, description=SYMMETRY)
     seed: Seed | None = Field(default=None, description="null: the server picks and echoes one")
     select: SelectRule = "verifier"
     top_k: WireInt = Field(default=5, ge=1, description="distinct candidates returned")
@@ -202,6 +219,9 @@ class Candidate(BaseModel):
         ge=1, description="trajectories behind this candidate (equal up to the task's symmetry)"
     )
     lprm: float = Field(description="LPRM value, mean over its trajectories")
+    step: int = Field(
+        default=0, ge=0, description="the fewest supervision steps after which a trajectory gave it"
+    )
 
 
 class SolveResponse(BaseModel):
@@ -213,7 +233,10 @@ class SolveResponse(BaseModel):
     candidates: list[Candidate]
     num_distinct: int = Field(description="distinct candidates, up to the task's symmetry")
     num_valid_trajectories: int
-    num_trajectories: int  # trajectories run to the end (< width after stop_after_valid)
+    num_trajectories: int  # trajectories retired with an answer (< width after stop_after_valid)
+    trajectory_steps: int = Field(
+        default=0, ge=0, description="supervision steps run, summed over trajectories"
+    )
     timing_ms: Timing
 
 
@@ -231,7 +254,8 @@ class GenerateRequest(_Strict):
         default=None, description="null: the only generator loaded for the task"
     )
     count: WireInt = Field(default=8, ge=1, description="samples, 1..max_count")
-    steps: WireInt = Field(default=16, ge=1, description="supervision steps (depth), 1..max_steps")
+    steps: WireInt | None = Field(default=None, ge=1, description=STEPS)
+    halt: HaltRule = Field(default="verified", description=HALT)
     seed: Seed | None = None
     deadline_ms: Positive | None = None
     model: ModelName | None = None
@@ -243,6 +267,7 @@ class Sample(BaseModel):
     valid: bool
     violations: int = Field(ge=0, description=VIOLATIONS)
     score: float = Field(ge=0, le=1, description=SCORE)
+    step: int = Field(default=0, ge=0, description="the supervision steps its trajectory ran")
 
 
 class GenerateResponse(BaseModel):
@@ -252,6 +277,7 @@ class GenerateResponse(BaseModel):
     samples: list[Sample]
     num_valid: int
     num_distinct: int
+    trajectory_steps: int = Field(default=0, ge=0, description="supervision steps run, summed over samples")
     timing_ms: Timing
 
 
@@ -298,7 +324,13 @@ class ModelInfo(BaseModel):
     parameters: int
     default: bool  # picked when a request names no model
     config: dict[str, Any]
-    metrics: dict[str, Any]  # training metrics from the checkpoint's card
+    metrics: dict[str, Any]  # headline metrics from the checkpoint's card
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="what a request that leaves them out gets: steps, symmetry"
+    )
+    # the step that runs it now: "eager", "compiled" (torch.compile'd CPU tiles) or "cuda-graphs";
+    # a CPU server answers on "eager" first and turns "compiled" when its compile is done
+    step: str | None = None
 
 
 class ModelsResponse(BaseModel):
@@ -312,6 +344,7 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: Literal["ready"]
     models: list[str]
+    steps: dict[str, str] | None = None  # model -> the step that runs it now (as ModelInfo.step)
 
 
 class ErrorDetail(BaseModel):

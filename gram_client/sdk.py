@@ -29,6 +29,7 @@ from gram_client.retry import RetryPolicy
 from gram_client.schemas import (
     GenerateRequest,
     GenerateResponse,
+    HaltRule,
     HealthResponse,
     ModelInfo,
     ModelsResponse,
@@ -52,13 +53,15 @@ def solve_request(
     puzzle: Any,
     *,
     width: int = 16,
-    steps: int = 16,
+    steps: int | None = None,
     seed: int | None = None,
     select: SelectRule = "verifier",
     top_k: int = 5,
     deadline_ms: int | None = None,
     model: str | None = None,
     stop_after_valid: int | None = None,
+    halt: HaltRule = "verified",
+    symmetry: bool | None = None,
 ) -> SolveRequest:
     """Build (and type-check, before any I/O) the body of POST /solve. `puzzle` may also be a
     wire model (e.g. a returned `QueensPuzzle`), sent as its fields."""
@@ -77,6 +80,8 @@ def solve_request(
             deadline_ms=deadline_ms,
             model=model,
             stop_after_valid=stop_after_valid,
+            halt=halt,
+            symmetry=symmetry,
         ),
     )
 
@@ -86,7 +91,7 @@ def generate_request(
     size: int | None = None,
     *,
     count: int = 8,
-    steps: int = 16,
+    steps: int | None = None,
     seed: int | None = None,
     deadline_ms: int | None = None,
     model: str | None = None,
@@ -257,13 +262,15 @@ class GramClient(_Base):
         puzzle: Any,
         *,
         width: int = 16,
-        steps: int = 16,
+        steps: int | None = None,
         seed: int | None = None,
         select: SelectRule = "verifier",
         top_k: int = 5,
         deadline_ms: int | None = None,
         model: str | None = None,
         stop_after_valid: int | None = None,
+        halt: HaltRule = "verified",
+        symmetry: bool | None = None,
     ) -> SolveResponse:
         """POST /solve: `width` trajectories for one task-native puzzle, ranked candidates back."""
         request = solve_request(
@@ -277,6 +284,8 @@ class GramClient(_Base):
             deadline_ms=deadline_ms,
             model=model,
             stop_after_valid=stop_after_valid,
+            halt=halt,
+            symmetry=symmetry,
         )
         return self.solve_request(request)
 
@@ -311,7 +320,7 @@ class GramClient(_Base):
         size: int | None = None,
         *,
         count: int = 8,
-        steps: int = 16,
+        steps: int | None = None,
         seed: int | None = None,
         deadline_ms: int | None = None,
         model: str | None = None,
@@ -434,13 +443,15 @@ class AsyncGramClient(_Base):
         puzzle: Any,
         *,
         width: int = 16,
-        steps: int = 16,
+        steps: int | None = None,
         seed: int | None = None,
         select: SelectRule = "verifier",
         top_k: int = 5,
         deadline_ms: int | None = None,
         model: str | None = None,
         stop_after_valid: int | None = None,
+        halt: HaltRule = "verified",
+        symmetry: bool | None = None,
     ) -> SolveResponse:
         request = solve_request(
             task,
@@ -453,6 +464,8 @@ class AsyncGramClient(_Base):
             deadline_ms=deadline_ms,
             model=model,
             stop_after_valid=stop_after_valid,
+            halt=halt,
+            symmetry=symmetry,
         )
         return await self.solve_request(request)
 
@@ -479,7 +492,7 @@ class AsyncGramClient(_Base):
         size: int | None = None,
         *,
         count: int = 8,
-        steps: int = 16,
+        steps: int | None = None,
         seed: int | None = None,
         deadline_ms: int | None = None,
         model: str | None = None,

@@ -21,7 +21,8 @@ IMPLS = ("auto", "triton", "ref")
 
 
 def use_triton(impl: str, *tensors: torch.Tensor) -> bool:
-    """'auto': Triton on CUDA tensors, the reference elsewhere; 'triton' on CPU needs the interpreter."""
+    """'auto': Triton on CUDA tensors, else the op's PyTorch code (eager, or fused by a caller's
+    torch.compile); 'triton' on CPU needs the interpreter."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "ref":

@@ -129,7 +129,10 @@ def add_rmsnorm(
     eps: float = 1e-6,
     impl: str = "auto",
 ) -> torch.Tensor:
-    """rmsnorm(x + residual) over the last axis (rmsnorm(x) without one); (..., D) -> (..., D)."""
+    """rmsnorm(x + residual) over the last axis (rmsnorm(x) without one); (..., D) -> (..., D).
+
+    "auto": the Triton kernels on CUDA; on CPU `add_rmsnorm_ref`, eager or fused into the compiled
+    CPU step (model/step.py)."""
     inputs = [x] if residual is None else [x, residual]
     for t in inputs[1:]:
         if t.shape != x.shape or t.dtype != x.dtype or t.device != x.device:

@@ -97,6 +97,8 @@ def guide(
 
     `step` may be an integer tensor on u's device, one step or one per row (R,), read in-kernel:
     rows at different steps share one launch, and a captured CUDA graph replays with the steps it holds.
+    "auto": the Triton kernel on CUDA; on CPU the spec's formula over `philox_normal_cpu`'s noise,
+    eager or fused into the compiled CPU step (model/step.py); under autograd, `guide_ref`.
     """
     if u.dim() < 2:
         raise ValueError(f"u must be (R, ...) with a row axis, got {tuple(u.shape)}")

@@ -231,7 +231,8 @@ def philox_normal(
     seeds: torch.Tensor, traj: torch.Tensor, step: int | torch.Tensor, numel: int, impl: str = "auto"
 ) -> torch.Tensor:
     """Public entry: batch-invariant N(0, 1) noise of shape (R, numel); see the module docstring.
-    "auto" runs the Triton kernel on CUDA and `philox_normal_cpu` elsewhere, "ref" the reference.
+    "auto" runs the Triton kernel on CUDA and `philox_normal_cpu` elsewhere (eager, or fused into the
+    compiled CPU step of model/step.py), "ref" the reference.
 
     `step` may be an integer tensor on the seeds' device, one step or one per row (read in-kernel).
     """

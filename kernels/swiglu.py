@@ -98,7 +98,9 @@ class SwiGLUGate(torch.autograd.Function):
 
 
 def swiglu_gate(gate_up: torch.Tensor, *, impl: str = "auto") -> torch.Tensor:
-    """silu(gate) * up for gate_up = [gate | up] of shape (..., 2H) -> (..., H)."""
+    """silu(gate) * up for gate_up = [gate | up] of shape (..., 2H) -> (..., H).
+
+    "auto": the Triton kernels on CUDA; on CPU `swiglu_gate_ref`, eager or fused into a compiled step."""
     if gate_up.shape[-1] % 2:
         raise ValueError(f"swiglu_gate needs an even last axis [gate | up], got {tuple(gate_up.shape)}")
     if not use_triton(impl, gate_up) or gate_up.numel() == 0:
@@ -191,7 +193,9 @@ def swiglu_linear(x: torch.Tensor, w_gate_up: torch.Tensor, *, impl: str = "auto
     """silu(x @ W_gate.T) * (x @ W_up.T): x (..., K), W_gate_up (2H, K) -> (..., H).
 
     Fused into the matmul when no gradient is needed (serving); under autograd the matmul stays
-    torch's and the gate runs through `swiglu_gate`, whose backward is a kernel too.
+    torch's and the gate runs through `swiglu_gate`, whose backward is a kernel too. "auto" on CPU
+    runs `swiglu_linear_ref`: eager, or a matmul and the gate fused into the compiled CPU step of
+    model/step.py.
     """
     if w_gate_up.dim() != 2 or w_gate_up.shape[0] % 2 or w_gate_up.shape[1] != x.shape[-1]:
         raise ValueError(f"W_gate_up must be (2H, {x.shape[-1]}), got {tuple(w_gate_up.shape)}")

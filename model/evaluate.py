@@ -35,6 +35,7 @@ from tqdm import tqdm
 from model import checkpoint, sampling, selection
 from model.config import MODES, task_of
 from model.network import GRAM
+from model.step import Rollout, blank_inputs, make_step
 from tasks import Task
 from tasks.data import completions, load_split
 
@@ -88,13 +89,13 @@ def rollout(
     batch: int = 256,
     halt: bool = False,
     desc: str = "",
-    advance: Callable[[GRAM, sampling.Rollout], sampling.Rollout] = sampling.advance,
+    step: Callable[[Rollout], Rollout] | None = None,
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """R rows through `sampling.rollout` to max(steps), `batch` rows at a time; a snapshot after
     each of `steps`: {steps: (tokens (R, L_out) int64, LPRM values (R,))}.
 
     A row's result depends only on its (input, seed, trajectory), so a snapshot equals
-    `sampling.solve` run for that many steps. `advance` may be a torch.compile'd `sampling.advance`."""
+    `sampling.solve` run for that many steps. `step`: a model/step.py step (default: eager)."""
     wanted = sorted(set(steps))
     R, device = len(inputs), next(model.parameters()).device
     out = {s: (np.empty((R, model.cfg.out_len), np.int64), np.empty(R, np.float32)) for s in wanted}
@@ -102,7 +103,7 @@ def rollout(
         for lo in range(0, R, batch):
             rows = slice(lo, lo + batch)
             x, sd, tr = inputs[rows].to(device), seeds[rows].to(device), traj[rows].to(device)
-            for s, res in enumerate(sampling.rollout(model, x, sd, tr, wanted[-1], halt, advance), start=1):
+            for s, res in enumerate(sampling.rollout(model, x, sd, tr, wanted[-1], halt, step), start=1):
                 if s in out:
                     out[s][0][rows], out[s][1][rows] = (
                         res.tokens.cpu().numpy(),
@@ -179,10 +180,11 @@ class Settings:
     limit: int = 0  # conditional: first `limit` test inputs (0 = all)
     samples: int = 2000  # unconditional: samples per steps value
     enum_cap: int = 100_000  # cap of task.enumerate_solutions (coverage totals, possible objects)
-    compile: bool = False  # torch.compile sampling.advance (about 1.6x faster on CPU after ~20 s)
+    compile: bool = False  # the compiled step: `batch`-row tiles on CPU, CUDA graphs on CUDA
 
-    def advance(self) -> Callable[[GRAM, sampling.Rollout], sampling.Rollout]:
-        return torch.compile(sampling.advance) if self.compile else sampling.advance
+    def step(self, model: GRAM) -> Callable[[Rollout], Rollout]:
+        tiles = self.batch if self.compile else None
+        return make_step(model, compile=self.compile, tiles=tiles, cuda_graphs=self.compile)
 
 
 def solution_totals(task: Task, split: dict[str, np.ndarray], instances: list[Any], cap: int) -> list[int]:
@@ -206,7 +208,7 @@ def evaluate_conditional(
     rolled = 1 if model.cfg.mode == "deterministic" else width
     seeds = cfg.seed + torch.arange(M, dtype=torch.int64)
     rows, row_seeds, traj = sampling.expand(torch.from_numpy(inputs), rolled, seeds)
-    snaps = rollout(model, rows, row_seeds, traj, cfg.steps, cfg.batch, cfg.halt, desc, cfg.advance())
+    snaps = rollout(model, rows, row_seeds, traj, cfg.steps, cfg.batch, cfg.halt, desc, cfg.step(model))
     results = []
     for steps in sorted(snaps):
         tokens = np.repeat(snaps[steps][0].reshape(M, rolled, -1), width // rolled, axis=1)
@@ -230,10 +232,10 @@ def evaluate_unconditional(model: GRAM, task: Task, cfg: Settings, desc: str = "
     """`samples` draws from the prior (trajectories 0.. of seed `seed`) from the blank board."""
     instance = task.blank_instance()
     n = cfg.samples
-    inputs = sampling.blank_inputs(model, n)
+    inputs = blank_inputs(model, n)
     seeds = torch.full((n,), cfg.seed, dtype=torch.int64)
     snaps = rollout(
-        model, inputs, seeds, torch.arange(n), cfg.steps, cfg.batch, cfg.halt, desc, cfg.advance()
+        model, inputs, seeds, torch.arange(n), cfg.steps, cfg.batch, cfg.halt, desc, cfg.step(model)
     )
     enumerated = len(task.enumerate_solutions(instance, cap=cfg.enum_cap))
     possible = enumerated if enumerated < cfg.enum_cap else None  # None: too many to enumerate
@@ -401,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--prior-temperature", type=float, default=None,
         help="the prior's sigma times this at inference (default: each checkpoint's config.json, usually 1)",
     )  # fmt: skip
-    ap.add_argument("--compile", action="store_true", help="torch.compile the rollout step (~1.6x on CPU)")
+    ap.add_argument("--compile", action="store_true", help="the compiled step (CPU tiles; CUDA graphs)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out-md", type=Path, default=None)

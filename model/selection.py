@@ -32,6 +32,7 @@ class Candidate:
     valid: bool
     violations: int
     score: float
+    step: int = 0  # the fewest steps after which one of its trajectories gave it
 
 
 def group(
@@ -42,10 +43,12 @@ def group(
     violations: np.ndarray,
     score: np.ndarray,
     index: np.ndarray | None = None,
+    steps: np.ndarray | None = None,
 ) -> list[Candidate]:
     """The (N, out_len) trajectories grouped into candidates, in order of first appearance.
 
-    `index` gives each row's trajectory number (default 0..N-1), for `first`."""
+    `index` gives each row's trajectory number (default 0..N-1), for `first`; `steps` the steps
+    each row ran, for `step`."""
     tokens = np.asarray(tokens, dtype=np.int64)
     index = np.arange(len(tokens)) if index is None else np.asarray(index)
     if len(tokens) == 0:
@@ -70,6 +73,7 @@ def group(
                 valid=bool(np.all(valid[rows])),
                 violations=int(violations[worst]),
                 score=float(score[worst]),
+                step=int(np.min(steps[rows])) if steps is not None else 0,
             )
         )
     return out

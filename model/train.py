@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from model import checkpoint
 from model.config import ModelConfig, TrainConfig, load_preset, task_of, to_dict
-from model.graphs import has_amx_bf16
 from model.loss import nearest_completion, step_loss
 from model.network import GRAM, Carry, StepOutput
-from model.sampling import run_rows
+from model.sampling import solve
+from model.step import has_amx_bf16
 from tasks.base import BLANK
 from tasks.data import load_split
 
@@ -157,7 +157,7 @@ def prior_eval(
     """Accuracy of one prior rollout per held-out example: exact match and verifier validity."""
     task = task_of(mc)
     seeds = torch.arange(len(x), dtype=torch.int64, device=x.device)
-    tokens = run_rows(model.eval(), x, seeds, torch.zeros_like(seeds), steps).tokens.cpu()
+    tokens = solve(model.eval(), x, 1, steps, seeds).tokens[:, 0].cpu()  # trajectory 0 of seed b
     x, y = x.cpu(), y.cpu()  # the verifier works on numpy arrays
     valid = [
         bool(task.verify(task.decode_input(xi.numpy()), ti.numpy()[None]).valid[0])

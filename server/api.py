@@ -46,7 +46,7 @@ from server.metrics import RequestLabels, width_label
 from server.registry import LoadedModel, Registry
 from server.settings import Settings
 from server.state import AppState
-from tasks import puzzle_size
+from tasks import puzzle_size, symmetry
 from tasks.base import TaskError
 
 log = logging.getLogger("gram.server")
@@ -95,12 +95,12 @@ protected = [Depends(api_key)]
 # ----------------------------------------------------------------------------- preparing a request
 
 
-def _capped(req: SolveRequest | GenerateRequest, name: str, settings: Settings) -> int:
-    """The request's `name` within the cap GRAM_MAX_<NAME>: a default above it is lowered to it,
-    a value the client gave above it is a 422."""
+def _capped(req: SolveRequest | GenerateRequest, name: str, settings: Settings, default: int = 0) -> int:
+    """The request's `name` within the cap GRAM_MAX_<NAME>: a default (`default` where the request
+    has null) above it is lowered to it, a value the client gave above it is a 422."""
     value, cap = getattr(req, name), getattr(settings, f"max_{name}")
-    if name not in req.model_fields_set:
-        return int(min(value, cap))
+    if value is None or name not in req.model_fields_set:
+        return int(min(default if value is None else value, cap))
     if value > cap:
         raise ApiError(422, f"{name} {value} is over the cap {cap} (GRAM_MAX_{name.upper()})", field=name)
     return int(value)
@@ -128,7 +128,9 @@ def _parse(entry: LoadedModel, puzzle: Any) -> Any:
 
 def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> Work:
     """Caps, the checkpoint and the parsed puzzle of a /solve request; ApiError naming the field."""
-    width, steps, top_k = (_capped(req, name, settings) for name in ("width", "steps", "top_k"))
+    width, top_k = _capped(req, "width", settings), _capped(req, "top_k", settings)
+    if req.steps is not None:
+        _capped(req, "steps", settings)
     if req.deadline_ms is not None:
         _capped(req, "deadline_ms", settings)
     size, colors = None, None  # a named model parses the puzzle itself (clearer messages)
@@ -139,6 +141,8 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
             raise ApiError(422, err.message, field=_field(err)) from err
     entry = registry.pick(req.task, size, conditional=True, name=req.model, num_colors=colors)
     instance = _parse(entry, req.puzzle)
+    defaults = entry.defaults
+    symmetric = defaults["symmetry"] if req.symmetry is None else req.symmetry
     return Work(
         endpoint="solve",
         entry=entry,
@@ -146,7 +150,9 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
         inputs=np.asarray(entry.task.encode_input(instance), dtype=np.int64),
         seed=_seed(req.seed),
         rows=width,
-        steps=steps,
+        steps=_capped(req, "steps", settings, defaults["steps"]),
+        halt=req.halt,
+        symmetric=symmetric and symmetry.supports(entry.task),
         select=req.select,
         top_k=top_k,
         stop_after_valid=req.stop_after_valid,
@@ -156,7 +162,9 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
 
 def prepare_generate(req: GenerateRequest, registry: Registry, settings: Settings) -> Work:
     """Caps and the generator checkpoint of a /generate request."""
-    count, steps = _capped(req, "count", settings), _capped(req, "steps", settings)
+    count = _capped(req, "count", settings)
+    if req.steps is not None:
+        _capped(req, "steps", settings)
     if req.deadline_ms is not None:
         _capped(req, "deadline_ms", settings)
     entry = registry.pick(req.task, req.size, conditional=False, name=req.model)
@@ -171,7 +179,8 @@ def prepare_generate(req: GenerateRequest, registry: Registry, settings: Setting
         inputs=np.ones(entry.cfg.seq_len, dtype=np.int64),  # the all-blank board (token 1 everywhere)
         seed=_seed(req.seed),
         rows=count,
-        steps=steps,
+        steps=_capped(req, "steps", settings, entry.defaults["steps"]),
+        halt=req.halt,
         deadline_ms=req.deadline_ms,
     )
 
@@ -201,12 +210,14 @@ def solve_response(
                 score=c.score,
                 votes=c.votes,
                 lprm=c.lprm,
+                step=c.step,
             )
             for c in result.candidates
         ],
         num_distinct=result.num_distinct,
         num_valid_trajectories=result.num_valid_trajectories,
         num_trajectories=result.num_trajectories,
+        trajectory_steps=result.trajectory_steps,
         timing_ms=timing,
     )
 
@@ -224,11 +235,12 @@ def generate_response(
         model=work.entry.name,
         seed=work.seed,
         samples=[
-            Sample(sample=s.sample, valid=s.valid, violations=s.violations, score=s.score)
+            Sample(sample=s.sample, valid=s.valid, violations=s.violations, score=s.score, step=s.step)
             for s in result.samples
         ],
         num_valid=result.num_valid,
         num_distinct=result.num_distinct,
+        trajectory_steps=result.trajectory_steps,
         timing_ms=timing,
     )
 

@@ -1,9 +1,10 @@
 """create_app(): settings, state, middleware, error handlers, routes and the lifespan.
 
 Receives Settings (default: GRAM_* variables); hands on a FastAPI app whose lifespan loads every
-checkpoint, warms each batch bucket, starts the batcher and only then turns ready, and drains on
-shutdown. The request middleware sets the request id, caps the body, logs and counts each request
-and turns any escaped exception into the error envelope. Knows nothing of tensors.
+checkpoint, warms each batch bucket, starts the batcher and only then turns ready (on CPU on the
+eager step: each model's compiled step is built afterwards and swapped in), and drains on shutdown.
+The request middleware sets the request id, caps the body, logs and counts each request and turns
+any escaped exception into the error envelope. Knows nothing of tensors.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import asyncio
 import contextlib
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 import torch
@@ -27,13 +28,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gram_client.schemas import MAX_SEED, PUZZLES
-from model.graphs import TiledStep
+from model.step import Step, make_step
 from server import errors, logs, playground
 from server.api import router
 from server.batcher import Batcher
 from server.engine import Engine
 from server.metrics import Metrics, RequestLabels
-from server.registry import Registry, resolve_device
+from server.registry import LoadedModel, Registry, resolve_device
 from server.settings import Settings, usable_cores
 from server.state import AppState
 
@@ -156,7 +157,9 @@ class RequestContext:
 
 
 async def boot(state: AppState) -> None:
-    """Load the checkpoints, warm every bucket, start the worker; then the app is ready."""
+    """Load the checkpoints, put each model on its first step and warm it, start the worker: then
+    the app is ready. On CPU with compile_step the first step is the eager one (warm in seconds)
+    and each model's compiled step is built afterwards in the background (`compile_steps`)."""
     s = state.settings
     try:
         if s.torch_threads:
@@ -164,17 +167,21 @@ async def boot(state: AppState) -> None:
         device = resolve_device(s.device)
         registry = await asyncio.to_thread(Registry.load_dir, s.checkpoint_dir, device)
         pad = s.pad_to_bucket if s.pad_to_bucket is not None else device.type == "cuda"
-        cpu_step = (
-            partial(
-                TiledStep,
-                tile_rows=s.step_tile_rows,
-                precision=s.precision,
+        later = s.compile_step and s.warmup and device.type == "cpu"  # compile after turning ready
+
+        def step_of(entry: LoadedModel, compile: bool) -> Step:
+            return make_step(
+                entry.model,
+                device,
+                compile=compile,
+                tiles=s.step_tile_rows if s.compile_step else None,
                 workers=s.step_workers or usable_cores(),
+                precision=s.precision,
+                cuda_graphs=s.cuda_graphs and pad,
             )
-            if s.compile_step
-            else None
-        )
-        engine = await asyncio.to_thread(Engine, registry, s.max_batch_rows, s.cuda_graphs and pad, cpu_step)
+
+        first = {name: step_of(m, s.compile_step and not later) for name, m in registry.models.items()}
+        engine = await asyncio.to_thread(Engine, registry, first)
         if s.warmup:
             for name in registry.models:
                 for bucket in s.buckets:
@@ -197,13 +204,44 @@ async def boot(state: AppState) -> None:
         state.registry, state.engine, state.batcher = registry, engine, batcher
         log.info(
             "ready" if registry.models else "no models loaded",
-            extra={"models": ",".join(registry.models) or "none", "checkpoint_dir": str(s.checkpoint_dir)},
+            extra={
+                "models": ",".join(registry.models) or "none",
+                "steps": ",".join(sorted(set(registry.steps().values()))) or "none",
+                "checkpoint_dir": str(s.checkpoint_dir),
+            },
         )
+        if later and registry.models:
+            compiled = {name: step_of(m, True) for name, m in registry.models.items()}
+            state.compiling = threading.Thread(
+                target=compile_steps, args=(state, engine, compiled), name="gram-compile", daemon=True
+            )
+            state.compiling.start()
     except Exception as err:
         log.exception("startup failed")
         state.boot_error = repr(err)
     finally:
         state.booted = True
+
+
+def compile_steps(state: AppState, engine: Engine, steps: dict[str, Step]) -> None:
+    """Warm (compile) each model's compiled step, one model at a time, and install it in the engine
+    between two steps. Runs on its own thread, beside the batcher's; stops when the app drains. A
+    step whose compile failed (it then runs eagerly) is not installed: the eager one stays."""
+    for name, step in steps.items():
+        if state.draining:
+            return
+        began = time.monotonic()
+        try:
+            for bucket in state.settings.buckets:
+                step.warm(bucket)
+        except Exception:
+            log.exception("compiling the step failed", extra={"model": name})
+            continue
+        if step.kind == "eager":
+            log.warning("the compiled step fell back to eager: keeping the eager step", extra={"model": name})
+            continue
+        engine.install(name, step)
+        log.info("compiled step installed", extra={"model": name, "s": round(time.monotonic() - began, 1)})
 
 
 def openapi_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:

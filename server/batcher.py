@@ -3,8 +3,10 @@
 Receives jobs (a request of width W = W rows of one checkpoint) from the event loop; hands each
 supervision step's rows to the engine on one worker thread and each job's result back to its
 coroutine (`run`, or `submit` then `wait`, with the job's timing); a job's `on_step` hook sees the
-states of its rows after every step (what a stream reads). Rows join and leave at step boundaries;
-started rows keep their state when paused. Knows nothing of tensors or tasks; its refusals are
+states of its rows after every step (what a stream reads). After each step the engine says which
+rows retire (their answer verified, or their budget spent); the rest go on, and the room they
+leave goes to the next queued rows of any job in the next step (continuous batching by rows).
+Started rows keep their state when paused. Knows nothing of tensors or tasks; its refusals are
 ApiErrors (429 full, 503 draining, 504 late).
 """
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.errors import ApiError
-from server.metrics import Metrics
+from server.metrics import Metrics, width_label
 
 log = logging.getLogger("gram.server")
 
@@ -35,11 +37,19 @@ class RowEngine(Protocol):
     def step(self, key: str, states: list[Any], bucket: int) -> list[Any]:
         """One supervision step for the rows of all `states` together (padded to `bucket`)."""
 
-    def finish(self, progress: Any, state: Any) -> bool:
-        """Record rows that ran all their steps; True when the job needs no more rows (early stop)."""
+    def settle(self, progress: Any, state: Any, final: bool) -> Settled:
+        """After a step: record the rows that retire now (every row when `final`: the budget is
+        spent), and say which go on and whether the job needs no more rows."""
 
     def complete(self, progress: Any) -> Any:
         """The result of the job from its finished rows."""
+
+
+@dataclass
+class Settled:
+    rest: Any  # the state of the rows that go on (None: every row retired)
+    steps: list[int]  # supervision steps each retired row ran
+    enough: bool  # the job needs no more rows (`stop_after_valid` distinct valid answers found)
 
 
 StepHook = Callable[["Job", list[Any]], None]  # (job, states of its rows that just advanced)
@@ -383,6 +393,8 @@ class Batcher:
             took = False
             for job in jobs:
                 i = cursor[job]
+                if i < len(options[job]) and options[job][i].state is None and options[job][i].rows > room:
+                    self._split(options[job][i], room)  # refill by rows: the room left is used whole
                 if i < len(options[job]) and options[job][i].rows <= room:
                     picked.append(options[job][i])
                     room -= options[job][i].rows
@@ -391,6 +403,14 @@ class Batcher:
             if not took or one_pass:
                 break
         return picked
+
+    @staticmethod
+    def _split(chunk: Chunk, rows: int) -> None:
+        """Cut a queued chunk in two, its first `rows` rows staying in it (under the lock)."""
+        job = chunk.job
+        rest = Chunk(job, chunk.first + rows, chunk.rows - rows)
+        chunk.rows = rows
+        job.chunks.insert(job.chunks.index(chunk) + 1, rest)
 
     def bucket(self, rows: int) -> int:
         """The power-of-two bucket of a step of `rows` rows (its padded size when padding)."""
@@ -415,38 +435,46 @@ class Batcher:
             m.batch_wait.observe(plan.waited_s)
         self._rate = rows / dt if self._rate <= 0 else 0.8 * self._rate + 0.2 * rows / max(dt, 1e-9)
 
-        finished: list[Chunk] = []
         stepped: dict[Job, list[Any]] = {}
+        advanced: list[Chunk] = []
         with self._cond:
             for c, state in zip(plan.chunks, states, strict=True):
                 if c.job.closed:
                     continue
                 c.state, c.steps_done = state, c.steps_done + 1
                 stepped.setdefault(c.job, []).append(state)
-                if c.steps_done >= c.job.steps:
-                    c.job.chunks.remove(c)
-                    finished.append(c)
-        for job, advanced in stepped.items():
+                advanced.append(c)
+        for job, job_states in stepped.items():
             if job.on_step is not None:
                 try:
-                    job.on_step(job, advanced)
+                    job.on_step(job, job_states)
                 except Exception:  # a watcher's bug must not fail the step of every job in it
                     log.exception("on_step hook failed", extra={"model": plan.key})
-        for c in finished:
-            self._finish(c)
+        for c in advanced:
+            self._settle(c)
         self._update_gauges()
 
-    def _finish(self, chunk: Chunk) -> None:
+    def _settle(self, chunk: Chunk) -> None:
+        """Let the engine retire rows of a chunk that just stepped; close the job when it is done."""
         job = chunk.job
-        enough = self.engine.finish(job.progress, chunk.state)
-        self.metrics.rows_processed.inc(chunk.rows)
+        settled = self.engine.settle(job.progress, chunk.state, chunk.steps_done >= job.steps)
+        retired = len(settled.steps)
+        if retired:
+            self.metrics.rows_processed.inc(retired)
+            width = width_label(job.rows)
+            for steps in settled.steps:
+                self.metrics.trajectory_steps.labels(model=job.key, width=width).observe(steps)
         with self._cond:
             if job.closed:
                 return
-            job.done_rows += chunk.rows
-            self._outstanding -= chunk.rows
-            if not enough and job.done_rows < job.rows:
-                return  # other chunks still run, or finished in this step and are recorded next
+            job.done_rows += retired
+            self._outstanding -= retired
+            chunk.rows -= retired
+            chunk.state = settled.rest
+            if chunk.rows == 0:
+                job.chunks.remove(chunk)
+            if not settled.enough and job.done_rows < job.rows:
+                return  # other rows still run, or retire in this step and are settled next
             dropped = job.rows - job.done_rows
             self._close_locked(job)
         if dropped:

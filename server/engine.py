@@ -1,44 +1,51 @@
-"""Engine: trajectories on the model, then decode, verify, group and rank.
+"""Engine: trajectories on the model, then decode, verify, retire, group and rank.
 
-Receives `Work` (one prepared request) and its rows in chunks from the batcher; keeps each request's
-`Progress` (per-trajectory answers and verdicts, readable after any step), hands on model states
-(`Rollout`) after each supervision step and, once a request's rows are done, a typed result:
-`SolveResult` (ranked candidates, model/selection.py) or `GenerateResult`. `peek` verifies the
-current answers of running rows (what a stream shows before they finish). Noise is keyed on
-(seed, trajectory, step), so a row's result does not depend on its batch. Knows nothing of HTTP,
+Receives `Work` (one prepared request) and its rows in chunks from the batcher; starts each
+trajectory on its own symmetry-transformed copy of the puzzle when the request asks for it
+(tasks/symmetry.py) and maps every answer back before verification. After each supervision step
+`settle` retires the rows the request's halting rule stops (`verified`: the answer passes the exact
+verifier; `head`: the halting head says stop; `never`: only the budget) and records them in the
+request's `Progress`; once a request's rows are done it hands on a typed result: `SolveResult`
+(ranked candidates, model/selection.py) or `GenerateResult`. `peek` verifies the current answers of
+running rows (what a stream shows). Noise is keyed on (seed, trajectory, step) and a row's symmetry
+on (seed, trajectory), so a row's result does not depend on its batch. Knows nothing of HTTP,
 queues or scheduling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from model.graphs import StaticStep, TiledStep
-from model.network import GRAM
-from model.sampling import Rollout, advance, blank_inputs, start
 from model.selection import Candidate, group, rank
+from model.step import Rollout, Step, make_step, start
+from server.batcher import Settled
 from server.registry import LoadedModel, Registry
+from tasks import symmetry
+from tasks.base import Verdict
 
-if TYPE_CHECKING:
-    from torch.cuda import _POOL_HANDLE
+Halt = Literal["verified", "head", "never"]
+HALTS: tuple[Halt, ...] = ("verified", "head", "never")
 
 
 @dataclass(frozen=True)
 class Work:
-    """One prepared request: `rows` trajectories of `steps` steps on one input of one checkpoint."""
+    """One prepared request: `rows` trajectories of at most `steps` steps on one input of one
+    checkpoint, each on the input as given or on its own symmetry of it (`symmetric`)."""
 
     endpoint: Literal["solve", "generate"]
     entry: LoadedModel
     instance: Any  # the task's parsed instance (verification needs it)
-    inputs: np.ndarray  # (L,) int64 input tokens, shared by every trajectory
+    inputs: np.ndarray  # (L,) int64 input tokens of the puzzle as given
     seed: int
     rows: int  # width (solve) or count (generate)
-    steps: int
+    steps: int  # the budget: a row retires at the latest after this many steps
+    halt: Halt = "never"
+    symmetric: bool = False
     select: str = "verifier"
     top_k: int = 1
     stop_after_valid: int | None = None
@@ -52,7 +59,8 @@ class Progress:
     work: Work
     tokens: np.ndarray = field(init=False, repr=False)  # (rows, out_len) decoded answer tokens
     value: np.ndarray = field(init=False, repr=False)  # (rows,) LPRM value
-    done: np.ndarray = field(init=False, repr=False)  # (rows,) ran all steps
+    done: np.ndarray = field(init=False, repr=False)  # (rows,) retired
+    steps: np.ndarray = field(init=False, repr=False)  # (rows,) steps run before retiring
     valid: np.ndarray = field(init=False, repr=False)  # (rows,) verifier verdicts
     violations: np.ndarray = field(init=False, repr=False)
     score: np.ndarray = field(init=False, repr=False)
@@ -62,6 +70,7 @@ class Progress:
         self.tokens = np.zeros((rows, out_len), dtype=np.int64)
         self.value = np.zeros(rows, dtype=np.float64)
         self.done = np.zeros(rows, dtype=bool)
+        self.steps = np.zeros(rows, dtype=np.int64)
         self.valid = np.zeros(rows, dtype=bool)
         self.violations = np.zeros(rows, dtype=np.int64)
         self.score = np.zeros(rows, dtype=np.float64)
@@ -77,6 +86,7 @@ class Progress:
             self.violations[idx],
             self.score[idx],
             index=idx,
+            steps=self.steps[idx],
         )
 
 
@@ -86,6 +96,7 @@ class SolveResult:
     num_distinct: int
     num_valid_trajectories: int
     num_trajectories: int
+    trajectory_steps: int  # supervision steps run, summed over the trajectories
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ class Sample:
     valid: bool
     violations: int
     score: float
+    step: int  # the step its trajectory retired at
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,7 @@ class GenerateResult:
     samples: list[Sample]
     num_valid: int
     num_distinct: int  # up to the task's symmetry
+    trajectory_steps: int
 
 
 Result = SolveResult | GenerateResult
@@ -116,31 +129,35 @@ class Peek:
     valid: np.ndarray  # (R,) bool
     violations: np.ndarray
     score: np.ndarray
+    retiring: np.ndarray  # (R,) bool: the rows that retire after this step
+
+
+def retiring(work: Work, state: Rollout, valid: np.ndarray | None) -> np.ndarray | None:
+    """(R,) bool: the rows the work's halting rule retires after this step, every row at the end of
+    the budget; None when it depends on the verdicts and `valid` is not given."""
+    steps = state.step.cpu().numpy()
+    final = steps >= work.steps
+    if work.halt == "never":
+        return final
+    if work.halt == "head":
+        return final | (state.q_halt > 0).cpu().numpy()
+    return None if valid is None else final | valid
 
 
 class Engine:
     """The batcher's RowEngine over the loaded checkpoints (states are `Rollout`s)."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        max_batch_rows: int,
-        cuda_graphs: bool = False,
-        cpu_step: Callable[[GRAM], TiledStep] | None = None,
-    ):
+    def __init__(self, registry: Registry, steps: Mapping[str, Step] | None = None):
         self.registry = registry
-        self.cuda_graphs = cuda_graphs
-        self.cpu_step = cpu_step  # builds a CPU model's compiled step (None: eager `advance`)
-        self._tiled: dict[str, TiledStep] = {}
-        self._pads: dict[str, Rollout] = {}
-        self._static: dict[tuple[str, int], StaticStep] = {}  # (model, bucket) -> captured step
-        self._pools: dict[str, _POOL_HANDLE] = {}  # one CUDA graph memory pool per model
+        self.steps: dict[str, Step] = {}  # one per model (model/step.py), swapped by `install`
         for name, entry in registry.models.items():
-            rows = blank_inputs(entry.model, max_batch_rows, entry.device)
-            zeros = torch.zeros(max_batch_rows, dtype=torch.int64, device=entry.device)
-            self._pads[name] = start(
-                entry.model, rows, zeros, torch.arange(max_batch_rows, device=entry.device)
-            )
+            self.install(name, steps[name] if steps and name in steps else make_step(entry.model))
+
+    def install(self, key: str, step: Step) -> None:
+        """Run `key` on `step` from its next step on (one assignment: a step that is running
+        finishes on the old one)."""
+        self.steps[key] = step
+        self.registry.models[key].step = step.kind
 
     def _entry(self, key: str) -> LoadedModel:
         return self.registry.models[key]
@@ -150,94 +167,89 @@ class Engine:
         return Progress(work)
 
     def start(self, work: Work, first: int, count: int) -> Rollout:
-        """Trajectories first..first+count-1 of `work` at step 0."""
+        """Trajectories first..first+count-1 of `work` at step 0, each on its symmetry of the input
+        when the work is symmetric (trajectory 0 on the input as given)."""
         entry = work.entry
-        inputs = torch.as_tensor(work.inputs, device=entry.device).expand(count, -1).contiguous()
+        if work.symmetric:
+            syms = symmetry.draw(entry.task, work.seed, np.arange(first, first + count))
+            inputs = torch.as_tensor(symmetry.forward(syms, work.inputs), device=entry.device)
+        else:
+            inputs = torch.as_tensor(work.inputs, device=entry.device).expand(count, -1).contiguous()
         seeds = torch.full((count,), work.seed, dtype=torch.int64, device=entry.device)
         traj = torch.arange(first, first + count, dtype=torch.int64, device=entry.device)
         return start(entry.model, inputs, seeds, traj)
 
     @torch.inference_mode()
     def step(self, key: str, states: list[Rollout], bucket: int) -> list[Rollout]:
-        sizes = [len(s) for s in states]
-        rows = sum(sizes)
-        parts = list(states)
-        if bucket > rows:
-            pad = self._pads[key]
-            parts.append(pad.select(torch.arange(bucket - rows, device=pad.seeds.device)))
-        batch = parts[0] if len(parts) == 1 else Rollout.cat(parts)
-        out = self._model_step(key, batch)
-        if not self._captures(key) and len(states) == 1 and bucket == rows:
+        """One step of the model's step for the rows of `states` together, run at `bucket` rows."""
+        out = self.steps[key](states[0] if len(states) == 1 else Rollout.cat(states), pad_to=bucket)
+        if len(states) == 1:
             return [out]
-        result, offset = [], 0  # indexing copies rows out of a static step's buffers
-        for n in sizes:
-            result.append(out.select(torch.arange(offset, offset + n, device=out.seeds.device)))
-            offset += n
+        result, offset = [], 0
+        for s in states:
+            result.append(out.select(slice(offset, offset + len(s))))
+            offset += len(s)
         return result
-
-    def _model_step(self, key: str, batch: Rollout) -> Rollout:
-        """The one place a supervision step runs on the model: a captured graph or compiled tiles,
-        else `advance`."""
-        static = self._static_step(key, len(batch))
-        return static(batch) if static is not None else advance(self._entry(key).model, batch)
-
-    def _static_step(self, key: str, rows: int) -> StaticStep | TiledStep | None:
-        """The captured step of this (model, bucket) on CUDA with cuda_graphs, or the model's compiled
-        tiled step on CPU (any row count), built on first use."""
-        entry = self._entry(key)
-        if entry.device.type == "cpu" and self.cpu_step is not None:
-            if key not in self._tiled:
-                self._tiled[key] = self.cpu_step(entry.model)
-            return self._tiled[key]
-        if not self._captures(key):
-            return None
-        if (key, rows) not in self._static:
-            pad = self._pads[key]
-            pool = self._pools.setdefault(key, torch.cuda.graph_pool_handle())
-            template = pad.select(torch.arange(rows, device=pad.seeds.device))
-            self._static[key, rows] = StaticStep(entry.model, template, capture=True, pool=pool)
-        return self._static[key, rows]
-
-    def _captures(self, key: str) -> bool:
-        return self.cuda_graphs and self._entry(key).device.type == "cuda"
 
     @torch.inference_mode()
     def warm(self, key: str, bucket: int) -> None:
-        """One step at `bucket` rows (capturing its graph on CUDA), so the first real batch of that
-        size finds everything ready."""
-        pad = self._pads[key]
-        self.step(key, [pad.select(torch.arange(bucket, device=pad.seeds.device))], bucket)
+        """One step at `bucket` rows (compiling or capturing it), so that the first real batch of
+        that size finds everything ready."""
+        self.steps[key].warm(bucket)
+
+    @staticmethod
+    def answers(work: Work, state: Rollout) -> tuple[np.ndarray, np.ndarray, Verdict]:
+        """The rows' trajectory indices, their current answers in the frame of the puzzle as given
+        (mapped back from each row's symmetry) and the verifier's verdict on them."""
+        traj = state.traj.cpu().numpy()
+        tokens = state.tokens.cpu().numpy().astype(np.int64)
+        if work.symmetric:
+            tokens = symmetry.inverse(symmetry.draw(work.entry.task, work.seed, traj), tokens)
+        return traj, tokens, work.entry.task.verify(work.instance, tokens)
 
     def peek(self, work: Work, states: list[Rollout]) -> Peek:
         """The current answer of every row of `states`, verified (on the worker thread, between steps)."""
-        tokens = np.concatenate([s.tokens.cpu().numpy() for s in states]).astype(np.int64)
-        verdict = work.entry.task.verify(work.instance, tokens)
+        seen = [self.answers(work, s) for s in states]
+        valid = [np.asarray(v.valid, dtype=bool) for _, _, v in seen]
         return Peek(
-            traj=np.concatenate([s.traj.cpu().numpy() for s in states]),
+            traj=np.concatenate([traj for traj, _, _ in seen]),
             step=np.concatenate([s.step.cpu().numpy() for s in states]),
-            tokens=tokens,
-            valid=np.asarray(verdict.valid, dtype=bool),
-            violations=np.asarray(verdict.violations),
-            score=np.asarray(verdict.score, dtype=np.float64),
+            tokens=np.concatenate([tokens for _, tokens, _ in seen]),
+            valid=np.concatenate(valid),
+            violations=np.concatenate([np.asarray(v.violations) for _, _, v in seen]),
+            score=np.concatenate([np.asarray(v.score, dtype=np.float64) for _, _, v in seen]),
+            retiring=np.concatenate([retiring(work, s, ok) for s, ok in zip(states, valid, strict=True)]),
         )
 
-    def finish(self, progress: Progress, state: Rollout) -> bool:
-        """Verify and record rows that ran all their steps; True when the request needs no more
-        rows (`stop_after_valid` distinct valid candidates found)."""
+    def settle(self, progress: Progress, state: Rollout, final: bool) -> Settled:
+        """Retire the rows the work's halting rule stops after this step (every row when `final`),
+        record their answers, and hand on the rest; `enough` when `stop_after_valid` distinct valid
+        candidates are found."""
         work = progress.work
-        traj = state.traj.cpu().numpy()
-        tokens = state.tokens.cpu().numpy().astype(np.int64)
-        verdict = work.entry.task.verify(work.instance, tokens)
-        progress.tokens[traj] = tokens
-        progress.value[traj] = state.value.float().cpu().numpy()
-        progress.valid[traj] = verdict.valid
-        progress.violations[traj] = verdict.violations
-        progress.score[traj] = verdict.score
-        progress.done[traj] = True
-        if work.stop_after_valid is None:
-            return False
-        valid = [c for c in progress.candidates() if c.valid]
-        return len(valid) >= work.stop_after_valid
+        out = retiring(work, state, None) if not final else np.ones(len(state.traj), dtype=bool)
+        if out is not None and not out.any():
+            return Settled(state, [], False)
+        traj, tokens, verdict = self.answers(work, state)
+        valid = np.asarray(verdict.valid, dtype=bool)
+        if out is None:
+            out = retiring(work, state, valid)
+            assert out is not None
+            if not out.any():
+                return Settled(state, [], False)
+        steps = state.step.cpu().numpy()
+        t = traj[out]
+        progress.tokens[t] = tokens[out]
+        progress.value[t] = state.value.float().cpu().numpy()[out]
+        progress.valid[t] = valid[out]
+        progress.violations[t] = np.asarray(verdict.violations)[out]
+        progress.score[t] = np.asarray(verdict.score)[out]
+        progress.steps[t] = steps[out]
+        progress.done[t] = True
+        rest = None if out.all() else state.select(torch.as_tensor(~out, device=state.seeds.device))
+        enough = False
+        if work.stop_after_valid is not None and valid[out].any():
+            enough = sum(c.valid for c in progress.candidates()) >= work.stop_after_valid
+        return Settled(rest, [int(n) for n in steps[out]], enough)
 
     def complete(self, progress: Progress) -> Result:
         """The request's result from its finished rows."""
@@ -251,13 +263,15 @@ class Engine:
                     bool(p.valid[i]),
                     int(p.violations[i]),
                     float(p.score[i]),
+                    int(p.steps[i]),
                 )
                 for i in idx
             ]
-            return GenerateResult(samples, int(p.valid[idx].sum()), len(candidates))
+            return GenerateResult(samples, int(p.valid[idx].sum()), len(candidates), int(p.steps.sum()))
         return SolveResult(
             candidates=rank(candidates, work.select)[: work.top_k],
             num_distinct=len(candidates),
             num_valid_trajectories=int((p.valid & p.done).sum()),
             num_trajectories=int(p.done.sum()),
+            trajectory_steps=int(p.steps.sum()),
         )

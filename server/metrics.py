@@ -41,6 +41,9 @@ def power_buckets(largest: int) -> tuple[float, ...]:
         b *= 2
 
 
+STEP_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+
 def width_label(width: int) -> str:
     """A requested width rounded up to a power of two (the low-cardinality `width` label)."""
     return str(1 << max(0, width - 1).bit_length())
@@ -111,7 +114,14 @@ class Metrics:
         )
         self.batches = Counter("gram_batches_total", "Model steps by flush reason", ["reason"], registry=r)
         self.rows_processed = Counter(
-            "gram_rows_processed_total", "Trajectories run through all their steps", registry=r
+            "gram_rows_processed_total", "Trajectories retired (answer verified or budget spent)", registry=r
+        )
+        self.trajectory_steps = Histogram(
+            "gram_trajectory_steps",
+            "Supervision steps a trajectory ran before it retired",
+            ["model", "width"],
+            buckets=STEP_BUCKETS,
+            registry=r,
         )
         self.queued_rows = Gauge("gram_queued_rows", "Admitted rows not yet started", registry=r)
         self.inflight_rows = Gauge("gram_inflight_rows", "Started rows not yet finished", registry=r)

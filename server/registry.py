@@ -24,6 +24,9 @@ from tasks.base import Task
 log = logging.getLogger("gram.server")
 
 
+DEFAULT_STEPS = 16  # the step budget of a checkpoint whose card says none
+
+
 @dataclass
 class LoadedModel:
     name: str
@@ -33,6 +36,7 @@ class LoadedModel:
     card: dict[str, Any]
     device: torch.device
     default: bool = False
+    step: str = "eager"  # the step that runs it now: eager, compiled or cuda-graphs (server/engine.py)
 
     @property
     def cfg(self) -> ModelConfig:
@@ -54,6 +58,17 @@ class LoadedModel:
     def kernels(self) -> str:
         return "triton" if self.device.type == "cuda" else "ref"
 
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """What a request that leaves them out gets: the step budget and whether each trajectory
+        runs on its own symmetry of the puzzle (the card's `serve` section, chosen by measurement)."""
+        serve = self.card.get("serve")
+        serve = serve if isinstance(serve, dict) else {}
+        return {
+            "steps": int(serve.get("steps", DEFAULT_STEPS)),
+            "symmetry": bool(serve.get("symmetry", False)),
+        }
+
     def describe(self) -> str:
         kind = "generator" if not self.conditional else "solver"
         extra = f", {self.num_colors} colours" if self.num_colors is not None else ""
@@ -69,10 +84,10 @@ class LoadedModel:
             "mode": self.cfg.mode,
             "parameters": self.parameters,
             "default": self.default,
+            "step": self.step,
             "config": to_dict(self.cfg),
-            "metrics": dict(self.card.get("metrics", {}))
-            if isinstance(self.card.get("metrics"), dict)
-            else {},
+            "metrics": dict(self.card["headline"]) if isinstance(self.card.get("headline"), dict) else {},
+            "defaults": self.defaults,
         }
 
 
@@ -120,6 +135,10 @@ class Registry:
         for members in groups.values():
             best = min(members, key=lambda m: (m.cfg.mode != "gram", len(m.name), m.name))
             best.default = True
+
+    def steps(self) -> dict[str, str]:
+        """Model name -> the step that runs it now (eager, compiled or cuda-graphs)."""
+        return {name: m.step for name, m in self.models.items()}
 
     def loaded(self) -> str:
         return ", ".join(m.describe() for m in self.models.values()) or "none"

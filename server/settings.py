@@ -61,10 +61,12 @@ class Settings(BaseSettings):
 
     # the CPU step: each model's supervision step compiled by torch.compile (inductor C++, the
     # elementwise work and the noise fused into vectorised loops) and run as tiles of
-    # step_tile_rows rows, so a row's cost and arithmetic do not depend on its batch. Compiled at
-    # warm-up (about a minute a model on 2 cores the first time; the compile cache, under
-    # .cache/torchinductor unless TORCHINDUCTOR_CACHE_DIR says otherwise, makes a restart quick).
-    # False: eager PyTorch (what the test suite runs unless GRAM_COMPILE_STEP=1)
+    # step_tile_rows rows, so a row's cost and arithmetic do not depend on its batch. With warmup
+    # the server turns ready on the same tiles run eagerly and compiles each model's step afterwards,
+    # one model at a time, swapping it in when built (about a minute a model on 2 cores the first
+    # time; the compile cache, under .cache/torchinductor unless TORCHINDUCTOR_CACHE_DIR says
+    # otherwise, makes a restart quick). False: eager PyTorch on the whole batch (what the test
+    # suite runs unless GRAM_COMPILE_STEP=1)
     compile_step: bool = True
     step_tile_rows: int = Field(default=4, ge=1)
     # the tiles of one step run on this many threads at once, each with one torch thread (torch then

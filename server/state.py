@@ -1,12 +1,14 @@
 """AppState: everything the routes and the request module reach, typed, one per app.
 
 Built by create_app() with the settings and metrics; the lifespan fills in the registry, engine and
-batcher and turns it ready, and turns it draining on shutdown. Knows nothing of HTTP routing.
+batcher and turns it ready, starts the thread that compiles the CPU steps, and turns it draining on
+shutdown. Knows nothing of HTTP routing.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -28,6 +30,7 @@ class AppState:
     engine: Engine | None = None
     batcher: Batcher | None = None
     booted: bool = False  # checkpoints loaded and buckets warmed (or failed to)
+    compiling: threading.Thread | None = None  # builds and installs the compiled CPU steps after boot
     boot_error: str | None = None
     draining: bool = False
     started: float = field(default_factory=time.time)

@@ -107,7 +107,8 @@ class Watch:
     def _look(self, states: list[Any]) -> list[Event]:
         peek = self.engine.peek(self.work, states)
         self.valid[peek.traj] = peek.valid
-        self.steps[peek.traj] = peek.step
+        # a retiring row counts as done with its budget: the request's steps rise to the budget
+        self.steps[peek.traj] = np.where(peek.retiring, self.work.steps, peek.step)
         elapsed = (time.monotonic() - self.arrived) * 1000
         task = self.work.entry.task
         events: list[Event] = []
@@ -133,7 +134,8 @@ class Watch:
             else:
                 events.append(("sample", SampleEvent(sample=answer, **fields)))
         # steps averaged over the trajectories: a wide request's chunks may run steps apart (even
-        # one after another), and this still rises by at most one per step, to `steps` at the end
+        # one after another), and this still rises to the budget at the end; by one per step when
+        # no row retires early, by more when rows retire
         step = int(self.steps.sum()) // self.work.rows
         if step > self.step:
             self.step = step

@@ -117,7 +117,7 @@ def make_checkpoint(
         mixer=mixer,
     )
     torch.manual_seed(sum(map(ord, name)))
-    return save(GRAM(cfg), directory / name, {"metrics": {"note": "random weights for tests"}, **kw})
+    return save(GRAM(cfg), directory / name, {"headline": {"note": "random weights for tests"}, **kw})
 
 
 def make_all(directory: Path) -> Path:
@@ -163,8 +163,11 @@ def wait_for(ready: Any, timeout: float, what: str, interval: float = 0.02) -> N
 
 
 @contextlib.contextmanager
-def run_server(settings: Settings, app: FastAPI | None = None) -> Iterator[Live]:
-    """uvicorn in a thread serving `app` (default: create_app(settings)) on a free loopback port."""
+def run_server(
+    settings: Settings, app: FastAPI | None = None, compiled: bool = COMPILE_STEP
+) -> Iterator[Live]:
+    """uvicorn in a thread serving `app` (default: create_app(settings)) on a free loopback port;
+    with `compiled`, once the compiled steps are built too (the server turns ready before)."""
     import uvicorn
 
     from server.app import create_app
@@ -184,6 +187,8 @@ def run_server(settings: Settings, app: FastAPI | None = None) -> Iterator[Live]
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
         time.sleep(0.02)
+    if compiled and state.compiling is not None:
+        state.compiling.join(BOOT_S)
     try:
         yield Live(f"http://127.0.0.1:{port}", state, server)
     finally:
@@ -252,8 +257,16 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def on_compiled_steps(server: ServerProcess, api_key: str | None) -> bool:
+    """Every model runs its compiled step (GET /models says which step runs each model)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    models = httpx.get(f"{server.url}/models", headers=headers, timeout=5).json()["models"]
+    return all(m.get("step") != "eager" for m in models)
+
+
 def start_server(checkpoints: Path, log: Path, **env: str) -> ServerProcess:
-    """`python -m server` on a free loopback port; returns once /readyz answers 200."""
+    """`python -m server` on a free loopback port; returns once /readyz answers 200 (and, when it
+    compiles its steps, once every model runs its compiled step)."""
     port = free_port()
     full = {
         **os.environ,
@@ -271,12 +284,16 @@ def start_server(checkpoints: Path, log: Path, **env: str) -> ServerProcess:
     )  # JSON logs go to `log`
     handle.close()
     server = ServerProcess(f"http://127.0.0.1:{port}", port, proc, log)
+    on = ("1", "true")
+    compiles = full["GRAM_COMPILE_STEP"].lower() in on and full.get("GRAM_WARMUP", "1").lower() in on
     deadline = time.monotonic() + BOOT_S
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_tail()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200 and (
+                not compiles or on_compiled_steps(server, full.get("GRAM_API_KEY"))
+            ):
                 return server
         except httpx.TransportError:
             pass

@@ -69,7 +69,7 @@ def test_solve_sudoku_human_and_json(live: ServerProcess) -> None:
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
     assert body["seed"] == 4 and body["width"] == 8 and body["candidates"]
-    assert set(body["candidates"][0]) == {"solution", "valid", "violations", "score", "votes", "lprm"}
+    assert set(body["candidates"][0]) == {"solution", "valid", "violations", "score", "votes", "lprm", "step"}
 
 
 @pytest.mark.slow

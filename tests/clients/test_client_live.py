@@ -104,7 +104,14 @@ def test_retry_after_a_real_429(live: ServerProcess) -> None:
     holder_done: list[int] = []
 
     def hold_the_queue() -> None:
-        body = {"task": "sudoku", "puzzle": SUDOKU, "width": QUEUE_ROWS, "steps": 64, "seed": 1}
+        body = {
+            "task": "sudoku",
+            "puzzle": SUDOKU,
+            "width": QUEUE_ROWS,
+            "steps": 64,
+            "halt": "never",
+            "seed": 1,
+        }
         holder_done.append(httpx.post(f"{live.url}/solve", json=body, timeout=120).status_code)
 
     rejected_before = metric(live.metrics(), "gram_rejected_total", reason="queue_full")

@@ -181,6 +181,7 @@ def test_429_then_success_sleeps_at_least_retry_after() -> None:
         "seed": 7,
         "select": "verifier",
         "top_k": 5,
+        "halt": "verified",
     }
 
 

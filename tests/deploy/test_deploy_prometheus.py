@@ -52,7 +52,7 @@ def drive_load(server: ServerProcess) -> None:
         holder = threading.Thread(
             target=lambda: httpx.post(
                 f"{server.url}/solve",
-                json={"task": "sudoku", "puzzle": SUDOKU, "width": QUEUE_ROWS, "steps": 64},
+                json={"task": "sudoku", "puzzle": SUDOKU, "width": QUEUE_ROWS, "steps": 64, "halt": "never"},
                 timeout=60,
             )
         )

@@ -40,17 +40,17 @@ def test_kernel_bench_smoke_records_every_case_and_the_real_step_agrees(tmp_path
         assert all(v > 0 for v in record["ms"].values())
     step = cases["step"]
     assert set(step["ms"]) == {"ref", "triton", "cublas_gemm_only", "sdpa_only"}
-    # model.sampling.advance through the kernels (interpreted) against the reference ops, float32
+    # model.step.advance through the kernels (interpreted) against the reference ops, float32
     assert step["triton_vs_ref_max_abs_h"] < 1e-4 and step["triton_vs_ref_tokens_equal"] == 1.0
 
 
-def test_solve_bench_smoke_times_what_run_rows_solves(tmp_path, monkeypatch):
+def test_solve_bench_smoke_times_what_the_rollout_solves(tmp_path, monkeypatch):
     bench = _load("bench_solve", monkeypatch)
     out = tmp_path / "solve.jsonl"
     assert bench.main(["--cpu-smoke", "--out", str(out)]) == 0
     meta, record = _lines(out)
     assert meta["meta"]["shape"]["steps"] == 2
-    assert record["eager_equals_run_rows"] is True and record["errors"] == {}
+    assert record["eager_equals_rollout"] is True and record["errors"] == {}
     assert record["ms"]["eager"] > 0 and "cuda_graph" not in record["ms"]
 
 

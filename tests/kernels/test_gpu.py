@@ -239,9 +239,8 @@ def test_cuda_graph_replays_with_the_step_it_holds():
 def test_captured_step_replays_what_eager_advance_computes():
     """A CUDA-graph step (kernels inside, rows at different steps) equals eager `advance`, replay after replay."""
     from model.config import ModelConfig
-    from model.graphs import StaticStep
     from model.network import GRAM
-    from model.sampling import Rollout, advance, start
+    from model.step import Rollout, StaticStep, advance, start
 
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=11, seq_len=81, out_len=81, hidden=128, heads=4, K=2, T=2, puzzle_tokens=4)
@@ -261,3 +260,28 @@ def test_captured_step_replays_what_eager_advance_computes():
         assert torch.equal(got.tokens, want.tokens)
         torch.testing.assert_close(got.carry.h, want.carry.h, rtol=1e-5, atol=1e-5)
         r = got.select(torch.arange(16, device=CUDA))
+
+
+def test_the_cuda_graph_step_pads_each_batch_to_its_bucket_and_equals_eager_advance():
+    """make_step(cuda_graphs=True): a batch of 5 rows replays the 8-row graph (captured on first use,
+    blank rows in the other 3) and hands back 5 rows of its own, equal to eager `advance` at 8 rows."""
+    from model.config import ModelConfig
+    from model.network import GRAM
+    from model.step import CudaGraphStep, Rollout, advance, make_step, start
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=11, seq_len=81, out_len=81, hidden=128, heads=4, K=2, T=2, puzzle_tokens=4)
+    model = GRAM(cfg).to(CUDA).eval()
+    step = make_step(model, CUDA, cuda_graphs=True)
+    assert isinstance(step, CudaGraphStep) and step.kind == "cuda-graphs"
+    x = torch.randint(1, 11, (5, 81), device=CUDA)
+    r = start(model, x, torch.arange(5, device=CUDA) + 9, torch.arange(5, device=CUDA))
+    for _ in range(2):
+        got = step(r)
+        want = advance(model, Rollout.cat([r, step.blank(3)])).select(torch.arange(5, device=CUDA))
+        assert len(got) == 5 and set(step.graphs) == {8}
+        assert torch.equal(got.tokens, want.tokens)
+        torch.testing.assert_close(got.carry.h, want.carry.h, rtol=1e-5, atol=1e-5)
+        r = got
+    step.warm(2)
+    assert set(step.graphs) == {2, 8} and len(step(r, pad_to=8)) == 5

@@ -8,6 +8,7 @@ import torch
 from model import sampling
 from model.config import ModelConfig
 from model.network import GRAM
+from model.step import advance, start
 
 
 @pytest.mark.slow
@@ -17,10 +18,10 @@ def test_model_rollout_with_triton_kernels_matches_reference():
     model = GRAM(dataclasses.replace(cfg, sigma_init=0.5)).eval()
     x = torch.randint(1, 6, (3, 16), generator=torch.Generator().manual_seed(1))
     seeds, traj = torch.tensor([3, 3, 9]), torch.tensor([0, 1, 0])
-    ref = sampling.run_rows(model.set_impl("ref"), x, seeds, traj, steps=2)
-    r_ref = sampling.advance(model, sampling.start(model, x, seeds, traj))
-    tri = sampling.run_rows(model.set_impl("triton"), x, seeds, traj, steps=2)
-    r_tri = sampling.advance(model, sampling.start(model, x, seeds, traj))
+    *_, ref = sampling.rollout(model.set_impl("ref"), x, seeds, traj, steps=2)
+    r_ref = advance(model, start(model, x, seeds, traj))
+    *_, tri = sampling.rollout(model.set_impl("triton"), x, seeds, traj, steps=2)
+    r_tri = advance(model, start(model, x, seeds, traj))
     assert torch.allclose(r_tri.carry.h, r_ref.carry.h, atol=1e-4)
     assert torch.allclose(r_tri.carry.l, r_ref.carry.l, atol=1e-4)
     assert torch.equal(tri.tokens, ref.tokens)

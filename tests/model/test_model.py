@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 from model import checkpoint, sampling
 from model.config import ModelConfig, TrainConfig, load_preset
-from model.graphs import has_amx_bf16
 from model.loss import balanced_kl, nearest_completion, step_loss
 from model.network import GRAM, Guidance
+from model.step import Rollout, StaticStep, advance, has_amx_bf16, start
 from model.train import Completions, compile_core, lr_at, make_optimizer, train, train_step, use_bf16
 from tasks.data import save_npz
 
@@ -26,6 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+def run_rows(model: GRAM, inputs: torch.Tensor, seeds: torch.Tensor, traj: torch.Tensor, steps: int):
+    """The rows' answers after `steps` steps: the last of `sampling.rollout`."""
+    *_, last = sampling.rollout(model, inputs, seeds, traj, steps)
+    return last
 
 
 def batch(n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,11 +92,11 @@ def test_noise_is_batch_invariant(mode):
     torch.manual_seed(0)
     model = GRAM(dataclasses.replace(TINY, mode=mode, sigma_init=1.0)).eval()
     x, _ = batch(6)
-    alone = sampling.run_rows(model, x[2:3], torch.tensor([77]), torch.tensor([5]), steps=3)
+    alone = run_rows(model, x[2:3], torch.tensor([77]), torch.tensor([5]), steps=3)
     rows = torch.stack([x[0], x[4], x[2], x[1], x[2]])
     seeds = torch.tensor([1, 77, 77, 3, 9])
     traj = torch.tensor([0, 5, 5, 2, 5])  # (77, 5) sits at position 1 and 2 with different inputs
-    busy = sampling.run_rows(model, rows, seeds, traj, steps=3)
+    busy = run_rows(model, rows, seeds, traj, steps=3)
     assert torch.equal(alone.tokens[0], busy.tokens[2])
     assert torch.allclose(alone.value[0], busy.value[2], atol=1e-6)
 
@@ -99,14 +105,14 @@ def test_rows_joining_at_different_steps_match_a_plain_rollout():
     torch.manual_seed(0)
     model = GRAM(dataclasses.replace(TINY, sigma_init=1.0)).eval()
     x, _ = batch(2)
-    ref = sampling.run_rows(model, x, torch.tensor([4, 5]), torch.tensor([0, 1]), steps=3)
-    a = sampling.advance(model, sampling.start(model, x[:1], torch.tensor([4]), torch.tensor([0])))
-    b = sampling.start(model, x[1:], torch.tensor([5]), torch.tensor([1]))  # joins one step later
-    r = sampling.advance(model, sampling.Rollout.cat([a, b]))
-    r = sampling.advance(model, r)
+    ref = run_rows(model, x, torch.tensor([4, 5]), torch.tensor([0, 1]), steps=3)
+    a = advance(model, start(model, x[:1], torch.tensor([4]), torch.tensor([0])))
+    b = start(model, x[1:], torch.tensor([5]), torch.tensor([1]))  # joins one step later
+    r = advance(model, Rollout.cat([a, b]))
+    r = advance(model, r)
     first = r.select(torch.tensor([0]))
     assert torch.equal(first.tokens[0], ref.tokens[0])
-    r = sampling.advance(model, r.select(torch.tensor([1])))
+    r = advance(model, r.select(torch.tensor([1])))
     assert torch.equal(r.tokens[0], ref.tokens[1])
 
 
@@ -118,7 +124,7 @@ def test_prior_temperature_scales_the_sigma_of_the_prior_at_inference(tmp_path):
     def first_h(**changes: float) -> tuple[GRAM, torch.Tensor]:
         torch.manual_seed(0)  # the same weights: at initialisation mu = 0 and sigma = sigma_init
         model = GRAM(dataclasses.replace(TINY, **changes)).eval()
-        return model, sampling.advance(model, sampling.start(model, x, seeds, traj)).carry.h
+        return model, advance(model, start(model, x, seeds, traj)).carry.h
 
     hot, h_hot = first_h(sigma_init=0.1, prior_temperature=3.0)
     assert torch.allclose(h_hot, first_h(sigma_init=0.3)[1], atol=1e-5)
@@ -209,23 +215,24 @@ def test_kl_budget_charges_only_what_a_trajectory_spends_beyond_it():
 
 
 def test_static_step_reuses_its_buffers_and_equals_advance():
-    from model.graphs import StaticStep
-
     torch.manual_seed(0)
     model = GRAM(TINY).eval()
     x, _ = batch(6)
-    r = sampling.start(model, x, torch.arange(6) + 3, torch.arange(6))
-    r = sampling.advance(model, r.select(torch.arange(3))).select(torch.arange(3))  # rows at two steps
-    r = sampling.Rollout.cat([r, sampling.start(model, x[3:], torch.arange(3), torch.arange(3))])
+    r = start(model, x, torch.arange(6) + 3, torch.arange(6))
+    r = advance(model, r.select(torch.arange(3))).select(torch.arange(3))  # rows at two steps
+    r = Rollout.cat([r, start(model, x[3:], torch.arange(3), torch.arange(3))])
     static = StaticStep(model, r, capture=False)
     for _ in range(3):
-        want = sampling.advance(model, r)
+        want = advance(model, r)
         got = static(r)
         assert torch.equal(got.tokens, want.tokens) and torch.equal(got.carry.h, want.carry.h)
         assert torch.equal(got.step, r.step + 1)
         r = got.select(torch.arange(6))  # copied out before the buffers are reused
-    with pytest.raises(ValueError, match="built for 6 rows"):
-        static(r.select(torch.arange(2)))
+    short = static(r.select(torch.arange(2)))  # the template's rows fill the other 4
+    want = advance(model, r.select(torch.arange(2)))
+    assert torch.equal(short.tokens[:2], want.tokens) and torch.equal(short.carry.h[:2], want.carry.h)
+    with pytest.raises(ValueError, match="built for 6 rows, got 7"):
+        static(Rollout.cat([r, r.select(torch.arange(1))]))
 
 
 def test_a_gram_run_can_start_from_a_deterministic_core(tmp_path):
@@ -247,10 +254,10 @@ def test_learned_positions_replace_rope_and_make_attention_order_aware():
     model = GRAM(dataclasses.replace(TINY, pos_encoding="learned", mode="deterministic")).eval()
     assert not model.f_L.blocks[0].mixer.rope and model.pos.shape == (TINY.seq_total, TINY.hidden)
     x, _ = batch(1)
-    out = sampling.run_rows(model, x, torch.zeros(1), torch.zeros(1), 2)
+    out = run_rows(model, x, torch.zeros(1), torch.zeros(1), 2)
     with torch.no_grad():
         model.pos.copy_(model.pos.flip(0))  # the same tokens at other positions read differently
-    assert not torch.equal(out.value, sampling.run_rows(model, x, torch.zeros(1), torch.zeros(1), 2).value)
+    assert not torch.equal(out.value, run_rows(model, x, torch.zeros(1), torch.zeros(1), 2).value)
     with pytest.raises(ValueError, match="pos_encoding"):
         dataclasses.replace(TINY, pos_encoding="alibi")
 
@@ -275,7 +282,7 @@ def test_graph_layout_puts_one_position_per_node_that_reads_its_own_row():
     x2 = torch.from_numpy(task.encode_input(GraphInstance(5, 3, (*edges, (1, 3)))))[None]
     changed = (model.embed_input(x2) != e).any(-1)[0, cfg.puzzle_tokens :]
     assert changed.tolist() == [False, True, False, True, False]  # only the new edge's two nodes
-    out = sampling.run_rows(model, x, torch.zeros(1), torch.zeros(1), 2)
+    out = run_rows(model, x, torch.zeros(1), torch.zeros(1), 2)
     assert out.tokens.shape == (1, 5)
     with pytest.raises(ValueError, match="n\\(n-1\\)/2"):
         GRAM(dataclasses.replace(cfg, seq_len=9))

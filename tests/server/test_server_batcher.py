@@ -1,6 +1,7 @@
 """The batcher with a fake engine (no model, no HTTP): flush reasons, padded buckets, chunked fair
-scheduling (a wide request cannot hold narrow ones back), rows joining at step boundaries,
-cancellation, deadlines, early stop, admission (429) and drain (503)."""
+scheduling (a wide request cannot hold narrow ones back), rows joining at step boundaries, rows
+retiring early and their room refilled by the next queued rows, cancellation, deadlines, early stop,
+admission (429) and drain (503)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from server.batcher import Batcher
+from server.batcher import Batcher, Settled
 from server.errors import ApiError
 from server.metrics import Metrics
 
@@ -21,6 +22,7 @@ from server.metrics import Metrics
 class Rows:
     work: str
     traj: list[int]
+    steps: int = 0  # steps done (the rows of one state step together)
 
 
 @dataclass
@@ -30,6 +32,7 @@ class FakeEngine:
     per_row: float = 0.0002
     fixed: float = 0.001
     stop_after: dict[str, int] = field(default_factory=dict)  # work -> rows after which it has enough
+    retire_at: dict[str, int] = field(default_factory=dict)  # work -> step at which odd rows retire
     steps: list[tuple[int, int, list[str]]] = field(default_factory=list)  # (rows, bucket, works) per step
     done: dict[str, list[int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,12 +47,17 @@ class FakeEngine:
         time.sleep(self.fixed + self.per_row * bucket)
         with self.lock:
             self.steps.append((sum(len(s.traj) for s in states), bucket, [s.work for s in states]))
-        return states
+        return [Rows(s.work, s.traj, s.steps + 1) for s in states]
 
-    def finish(self, work: str, state: Rows) -> bool:
+    def settle(self, work: str, state: Rows, final: bool) -> Settled:
+        """Every row on the budget's last step; odd rows of a `retire_at` work at that step."""
+        early = self.retire_at.get(work) == state.steps
+        out = state.traj if final else [t for t in state.traj if early and t % 2]
+        rest = [t for t in state.traj if t not in out]
         with self.lock:
-            self.done.setdefault(work, []).extend(state.traj)
-            return work in self.stop_after and len(self.done[work]) >= self.stop_after[work]
+            self.done.setdefault(work, []).extend(out)
+            enough = work in self.stop_after and len(self.done[work]) >= self.stop_after[work]
+        return Settled(Rows(work, rest, state.steps) if rest else None, [state.steps] * len(out), enough)
 
     def complete(self, work: str) -> list[int]:
         with self.lock:
@@ -202,8 +210,9 @@ def test_on_step_sees_each_step_of_its_job() -> None:
     finally:
         b.close()
     assert [p for p, _, _ in seen] == ["w"] * 3
-    assert [steps for _, steps, _ in seen] == [[1, 1], [2, 2], []]  # finished chunks have left the job
-    assert [n for _, _, n in seen] == [2, 2, 2]  # ... but the hook still sees their last states
+    # the hook runs before the step's rows retire: it sees every row's last state
+    assert [steps for _, steps, _ in seen] == [[1, 1], [2, 2], [3, 3]]
+    assert [n for _, _, n in seen] == [2, 2, 2]
 
 
 def test_two_models_share_the_worker() -> None:
@@ -305,6 +314,40 @@ def test_a_failing_step_fails_its_requests_not_the_worker() -> None:
             await b.run("m", "bad", 2, 1)
         result, _ = await b.run("m", "good", 2, 1)
         assert result == [0, 1]
+
+    asyncio.run(main())
+    b.close()
+
+
+def test_retired_rows_leave_and_their_room_goes_to_queued_rows() -> None:
+    """Odd rows of "a" retire at step 1: the next step runs a's even rows beside b's first rows,
+    which fill the room exactly (a queued chunk is cut to fit); every row is answered once."""
+    eng = FakeEngine(retire_at={"a": 1})
+    b = make(eng, max_batch_rows=8, chunk_rows=4, max_batch_delay_s=0.05)
+
+    async def main() -> None:
+        (ra, _), (rb, _) = await asyncio.gather(b.run("m", "a", 8, 4), b.run("m", "b", 8, 4))
+        assert ra == list(range(8)) and rb == list(range(8))
+
+    asyncio.run(main())
+    b.close()
+    rows = [r for r, _, _ in eng.steps]
+    # while rows wait, every step is full: the room retired rows leave is refilled at once (the
+    # second step cuts a queued chunk of "a" to the 2 rows left); no retired row runs again
+    assert rows[:4] == [8, 8, 8, 8], rows
+    assert sum(rows) == 4 * 1 + 4 * 4 + 8 * 4  # a: 4 rows x 1 step + 4 x 4; b: 8 x 4
+    assert sample(b, "gram_rows_processed_total") == 16
+    assert sample(b, "gram_trajectory_steps_count", model="m", width="8") == 16
+    assert sample(b, "gram_trajectory_steps_sum", model="m", width="8") == 4 * 1 + 4 * 4 + 8 * 4
+
+
+def test_a_job_whose_rows_all_retire_early_answers_before_its_budget() -> None:
+    eng = FakeEngine(retire_at={"a": 2})
+    b = make(eng)
+
+    async def main() -> None:
+        (result, _), (other, _) = await asyncio.gather(b.run("m", "a", 1, 100), b.run("m", "c", 2, 3))
+        assert result == [] or result == [0]  # trajectory 0 is even: it runs the whole budget
 
     asyncio.run(main())
     b.close()

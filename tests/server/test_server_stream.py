@@ -67,8 +67,17 @@ def without_timing(answer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in answer.items() if k != "timing_ms"}
 
 
-def test_solve_stream_candidates_then_done_equal_to_the_plain_answer(srv: Live) -> None:
-    body = {"task": "sudoku", "puzzle": PUZZLE, "width": 32, "steps": 16, "seed": 11, "top_k": 8}
+@pytest.mark.parametrize("halt", ["never", "verified"])
+def test_solve_stream_candidates_then_done_equal_to_the_plain_answer(srv: Live, halt: str) -> None:
+    body = {
+        "task": "sudoku",
+        "puzzle": PUZZLE,
+        "width": 32,
+        "steps": 16,
+        "seed": 11,
+        "top_k": 8,
+        "halt": halt,
+    }
     with srv.client() as client:
         events = stream(client, "/solve", {**body, "stream": True})
         plain = client.post("/solve", json=body).json()
@@ -76,7 +85,11 @@ def test_solve_stream_candidates_then_done_equal_to_the_plain_answer(srv: Live) 
     names = [name for name, _ in events]
     assert names[-1] == "done" and names.count("done") == 1 and "error" not in names
     progress = [data for name, data in events if name == "progress"]
-    assert [p["step"] for p in progress] == list(range(1, 17))  # one per supervision step
+    steps = [p["step"] for p in progress]
+    if halt == "never":
+        assert steps == list(range(1, 17))  # one per supervision step
+    else:  # rows retire as they verify and count as done: the steps rise faster, to the budget
+        assert steps == sorted(set(steps)) and steps[-1] == 16 and len(steps) < 16
     candidates = [data for name, data in events if name == "candidate"]
     assert candidates, "the real 4x4 checkpoint finds valid candidates at width 32"
     assert names.index("candidate") < names.index("done")
@@ -101,7 +114,7 @@ def test_solve_stream_candidates_then_done_equal_to_the_plain_answer(srv: Live) 
 
 
 def test_accept_header_streams_too(srv: Live) -> None:
-    body = {"task": "sudoku", "puzzle": PUZZLE, "width": 8, "steps": 4, "seed": 2}
+    body = {"task": "sudoku", "puzzle": PUZZLE, "width": 8, "steps": 4, "seed": 2, "halt": "never"}
     with srv.client() as client:
         events = stream(client, "/solve", body, headers={"Accept": "text/event-stream"})
         plain = client.post("/solve", json=body).json()
@@ -140,7 +153,15 @@ def test_refusals_before_the_stream_are_plain_responses(srv: Live) -> None:
 
 
 def test_deadline_after_the_stream_began_is_an_error_event(srv: Live) -> None:
-    body = {"task": "sudoku", "puzzle": PUZZLE, "width": 64, "steps": 512, "deadline_ms": 300, "stream": True}
+    body = {
+        "task": "sudoku",
+        "puzzle": PUZZLE,
+        "width": 64,
+        "steps": 512,
+        "halt": "never",
+        "deadline_ms": 300,
+        "stream": True,
+    }
     with srv.client() as client:
         events = stream(client, "/solve", body, headers={"X-Request-ID": "late-1"})
     names = [n for n, _ in events]
@@ -153,7 +174,14 @@ def test_deadline_after_the_stream_began_is_an_error_event(srv: Live) -> None:
 def test_disconnect_cancels_the_rows_and_metrics_count_streams(srv: Live) -> None:
     with srv.client() as client:
         before = client.get("/metrics").text
-        body = {"task": "sudoku", "puzzle": PUZZLE, "width": 64, "steps": 512, "stream": True}
+        body = {
+            "task": "sudoku",
+            "puzzle": PUZZLE,
+            "width": 64,
+            "steps": 512,
+            "halt": "never",
+            "stream": True,
+        }
         with client.stream("POST", "/solve", json=body) as response:
             assert response.status_code == 200
             for line in response.iter_lines():
@@ -179,7 +207,14 @@ def test_disconnect_cancels_the_rows_and_metrics_count_streams(srv: Live) -> Non
 
 def test_shutdown_after_the_stream_began_is_an_error_event(bundled: Path) -> None:
     with run_server(Settings(**{**SETTINGS, "checkpoint_dir": bundled})) as own, own.client() as client:
-        body = {"task": "sudoku", "puzzle": PUZZLE, "width": 64, "steps": 512, "stream": True}
+        body = {
+            "task": "sudoku",
+            "puzzle": PUZZLE,
+            "width": 64,
+            "steps": 512,
+            "halt": "never",
+            "stream": True,
+        }
         lines: list[str] = []
         closing: threading.Thread | None = None
         with client.stream("POST", "/solve", json=body) as response:
