@@ -1,7 +1,7 @@
 """Typed exceptions for the GRAM SDK, one per kind of failure a caller handles differently.
 
 Receives an HTTP status and the server's error envelope `{"error": {"type", "message", "field",
-"retryable", "request_id"}}` (serving.md section 2), or a transport failure, and hands on a
+"retryable", "request_id"}}` (docs/http-api.md section 2), or a transport failure, and hands on a
 `GramError` subclass carrying every envelope field. Knows nothing of retries or of httpx sessions.
 """
 

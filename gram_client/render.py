@@ -1,7 +1,7 @@
 """Human-friendly text for puzzles and answers: Sudoku grids with box lines, N-Queens boards,
 graph colourings grouped by colour, each answer under a verifier badge.
 
-Receives task-native values (serving.md section 1) and the verifier fields (valid, violations,
+Receives task-native values (docs/http-api.md section 1) and the verifier fields (valid, violations,
 score, votes, lprm) and hands on plain strings; ANSI colour only when asked. Judges nothing: the
 badges repeat the server's verifier, and colouring conflicts are listed only to point at them.
 """

@@ -1,4 +1,4 @@
-"""Wire schemas of the HTTP contract (docs serving.md section 1-2): requests, responses, errors.
+"""Wire schemas of the HTTP contract (docs/http-api.md sections 1-2): requests, responses, errors.
 
 Receives nothing; hands on pydantic models that the server's routes validate against and that the
 SDK builds requests from and reads responses into. Pydantic and the standard library only: no torch, no

@@ -1,4 +1,4 @@
-"""Server-Sent Events of a streamed /solve or /generate (serving.md section 1, "Streaming").
+"""Server-Sent Events of a streamed /solve or /generate (docs/http-api.md section 1, "Streaming").
 
 Receives the lines of a `text/event-stream` body (sync or async iterables of str) and hands on
 typed events: `ProgressEvent`, `CandidateEvent` (solve) or `SampleEvent` (generate), then the last

@@ -1,4 +1,4 @@
-"""The error envelope of serving.md section 2, for every non-2xx answer.
+"""The error envelope of docs/http-api.md section 2, for every non-2xx answer.
 
 Receives exceptions: `ApiError` raised by the server's own code, FastAPI's validation errors,
 Starlette's HTTP errors (404, 405, 413...) and anything unexpected; hands on JSON responses shaped

@@ -1,4 +1,4 @@
-"""Prometheus metrics of serving.md section 4 (names, labels and buckets), one registry per app.
+"""Prometheus metrics of docs/http-api.md section 4 (names, labels and buckets), one registry per app.
 
 Receives observations from the routes, the batcher and the engine; hands on the text exposition
 for GET /metrics. Latency buckets are geometric x1.5 from 1 ms to 120 s with the SLO thresholds

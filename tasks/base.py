@@ -61,7 +61,7 @@ class Task(ABC):
 
     @abstractmethod
     def parse(self, puzzle: Any) -> Any:
-        """Task-native puzzle (as in serving.md) -> instance; raises TaskError with a clear message."""
+        """Task-native puzzle (as in docs/http-api.md) -> instance; raises TaskError with a clear message."""
 
     @abstractmethod
     def encode_input(self, instance: Any) -> np.ndarray:
@@ -73,7 +73,7 @@ class Task(ABC):
 
     @abstractmethod
     def decode(self, tokens: np.ndarray) -> Any:
-        """(out_len,) tokens -> task-native solution (JSON-serialisable, as in serving.md)."""
+        """(out_len,) tokens -> task-native solution (JSON-serialisable, as in docs/http-api.md)."""
 
     @abstractmethod
     def verify(self, instance: Any, tokens: np.ndarray) -> Verdict:

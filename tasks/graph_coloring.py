@@ -1,6 +1,6 @@
 """Graph colouring: colour the n nodes of a graph (3..16 nodes) with k colours, no edge monochrome.
 
-Receives `{"num_nodes", "edges", "num_colors"}` (0-based, see serving.md) or DIMACS `.col` text and
+Receives `{"num_nodes", "edges", "num_colors"}` (0-based, see docs/http-api.md) or DIMACS `.col` text and
 hands on tokens, exact vectorised verdicts, every colouring up to colour permutation and seeded
 Erdos-Renyi instances. Knows nothing of models.
 

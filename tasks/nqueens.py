@@ -1,6 +1,6 @@
 """N-Queens on an n x n board, n in 4..12, with some queens given.
 
-Receives `{"n": 8, "queens": [[row, col], ...]}` (0-based, see serving.md) and hands on board
+Receives `{"n": 8, "queens": [[row, col], ...]}` (0-based, see docs/http-api.md) and hands on board
 tokens (0 pad, 1 empty, 2 queen; cell r*n + c), exact vectorised verdicts, every completion of a
 partial board (bitmask backtracking) and the paper's generator (a solution with k queens removed).
 Knows nothing of models.

@@ -1,6 +1,6 @@
 """Sudoku n x n for n in {4, 6, 9} (boxes 2x2, 2 rows x 3 columns, 3x3).
 
-Receives task-native puzzles (a string of n*n characters or n lists of n ints, see serving.md) and
+Receives task-native puzzles (a string of n*n characters or n lists of n ints, see docs/http-api.md) and
 hands on token arrays (0 pad, 1 blank, 2..n+1 = digits 1..n), exact vectorised verdicts, an exact
 bitmask solver, seeded puzzle generators, difficulty measures (singles, guesses) and the
 validity-preserving shuffles (also as training augmentation). Knows nothing of models.

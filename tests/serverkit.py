@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # torch, the model and the server load when a helper runs, no
     from server.state import AppState
 
 REPO = Path(__file__).resolve().parents[1]
-METRIC_NAMES = (  # the metric families of the contract (serving.md section 4)
+METRIC_NAMES = (  # the metric families of the contract (docs/http-api.md section 4)
     "gram_requests_total",
     "gram_request_duration_seconds",
     "gram_queue_wait_seconds",
@@ -48,6 +48,7 @@ METRIC_NAMES = (  # the metric families of the contract (serving.md section 4)
     "gram_candidate_valid_ratio",
     "gram_distinct_candidates",
     "gram_model_info",
+    "gram_trajectory_steps",
 )
 
 # name -> (task, size, conditional, task keywords)

@@ -1,4 +1,4 @@
-"""The import graph of docs/style.md holds: gram_client (SDK, CLI, wire schemas) imports no other
+"""The import graph of the import rules holds: gram_client (SDK, CLI, wire schemas) imports no other
 project folder, so it installs alone; server imports only gram_client.schemas of it; nothing imports
 server; server -> model -> kernels; server, model -> tasks; kernels and tasks import no other project
 folder; only server imports fastapi; gram_client never pulls in torch, numpy or fastapi."""

@@ -1,4 +1,4 @@
-"""`python -m gram_client.loadgen`: the load benchmark of serving.md section 5 against a running server
+"""`python -m gram_client.loadgen`: the load benchmark of docs/http-api.md section 5 against a running server
 (or one it starts with `--spawn-server`), on loopback only unless `--allow-remote`.
 
 Phases: closed loops per width (one client: latency; many: capacity), open loop with Poisson arrivals at fractions of the

@@ -1,6 +1,6 @@
 """A seeded set of solvable puzzles for load runs, made here without the server's task code.
 
-Receives a task, a size and a seed; hands on task-native puzzles (serving.md section 1) that
+Receives a task, a size and a seed; hands on task-native puzzles (docs/http-api.md section 1) that
 have at least one solution: Sudoku from a shuffled pattern grid with cells blanked, N-Queens from a
 randomised backtracking solution with queens removed, graph colouring with a planted colouring.
 Uniqueness is not sought: a load run needs valid, varied inputs, not hard ones.

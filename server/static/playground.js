@@ -12,7 +12,10 @@ const EXAMPLES = {
   6: "2...4..5.6..........63.1.2..3..3..5.",
   9: "....24.5.5.1......9....8...68...72..1....3.8.....8..9...6....3....3....58...5.927",
 };
-const GRAPH_EXAMPLE = "0-1 0-2 0-5 0-6 1-5 1-7 3-6 5-7 6-7";
+const GRAPH_EXAMPLES = {
+  8: "0-1 0-2 0-5 0-6 1-5 1-7 3-6 5-7 6-7",
+  10: "0-1 1-2 2-3 3-4 4-0 0-5 1-6 2-7 3-8 4-9 5-7 7-9 9-6 6-8 8-5", // the Petersen graph
+};
 const PALETTE = ["#ef4444", "#3b82f6", "#22c55e", "#eab308", "#a855f7", "#f97316", "#14b8a6", "#ec4899"];
 
 // ------------------------------------------------------------------------------------ HTTP
@@ -97,7 +100,11 @@ async function loadModels() {
     select.appendChild(option);
   }
   const keep = state.models.find((m) => m.name === previous);
-  const preferred = keep || state.models.find((m) => m.default && m.conditional) || state.models[0];
+  // open on a Sudoku solver (the largest board loaded), else any default solver
+  const sudoku = state.models
+    .filter((m) => m.default && m.conditional && m.task === "sudoku")
+    .sort((a, b) => b.size - a.size)[0];
+  const preferred = keep || sudoku || state.models.find((m) => m.default && m.conditional) || state.models[0];
   if (preferred) select.value = preferred.name;
   selectModel();
 }
@@ -114,6 +121,7 @@ function selectModel() {
   $("generate").hidden = !m || solving;
   $("width-label").hidden = !solving;
   $("count-label").hidden = solving;
+  if (m && m.defaults && m.defaults.steps) $("steps").value = m.defaults.steps; // the model's budget
   if (!m || !solving) return;
   if (m.task === "sudoku") {
     $("puzzle-sudoku").hidden = false;
@@ -584,8 +592,9 @@ function wire() {
   $("graph-edges").addEventListener("input", parseGraph);
   $("graph-nodes").addEventListener("input", parseGraph);
   $("graph-example").addEventListener("click", () => {
-    $("graph-nodes").value = 8;
-    $("graph-edges").value = GRAPH_EXAMPLE;
+    const size = state.model && GRAPH_EXAMPLES[state.model.size] ? state.model.size : 8;
+    $("graph-nodes").value = size;
+    $("graph-edges").value = GRAPH_EXAMPLES[size];
     parseGraph();
   });
   $("solve").addEventListener("click", () => run("solve"));

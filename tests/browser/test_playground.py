@@ -76,7 +76,7 @@ def test_playground_solves_streams_and_shows_errors(live: Live, tmp_path: Path) 
 
             # the model picker is filled from GET /models; the solver shows the Sudoku grid
             page.wait_for_selector("#model option[value='sudoku-4']", state="attached")
-            page.select_option("#model", "sudoku-4")
+            assert page.input_value("#model") == "sudoku-4"  # it opens on the Sudoku solver
             assert page.locator("#sudoku-grid input").count() == 16
             page.click("#sudoku-example")
             assert page.input_value("#sudoku-text") == PUZZLE
@@ -137,7 +137,9 @@ def test_playground_solves_streams_and_shows_errors(live: Live, tmp_path: Path) 
 
 def test_playground_with_an_api_key_queens_board_and_dimacs_graph(tmp_path: Path) -> None:
     page_errors: list[str] = []
-    own = server_on(tmp_path / "checkpoints", "nqueens-8", "graph-coloring-8", api_key="sesame")
+    own = server_on(
+        tmp_path / "checkpoints", "nqueens-8", "graph-coloring-8", "graph-coloring-10", api_key="sesame"
+    )
     with own as server, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
@@ -178,6 +180,14 @@ def test_playground_with_an_api_key_queens_board_and_dimacs_graph(tmp_path: Path
             first = page.locator("#final .card").first
             assert first.locator("svg circle").count() == 8
             assert first.locator("svg line").count() == 3
+
+            # the graph example follows the selected model's size
+            page.select_option("#model", "graph-coloring-10")
+            page.click("#graph-example")
+            assert page.inner_text("#graph-parsed") == "10 nodes, 15 edges"
+            page.select_option("#model", "graph-coloring-8")
+            page.click("#graph-example")
+            assert page.inner_text("#graph-parsed") == "8 nodes, 9 edges"
         finally:
             browser.close()
     assert not page_errors, page_errors

@@ -94,4 +94,3 @@ def test_adaptive_answer_is_the_same_alone_and_in_a_busy_batch(srv: Live, symmet
         tokens = task.encode_target(c["solution"])
         assert task.verify_one(instance, tokens)[0] == c["valid"]
         assert 1 <= c["step"] <= 16
-

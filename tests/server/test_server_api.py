@@ -1,6 +1,6 @@
 """The HTTP contract on a real uvicorn: /solve and /generate for every loaded checkpoint (every
 returned candidate re-verified here with the task's verifier), ranking rules, /models, /healthz,
-/readyz, /metrics (every metric of serving.md section 4), /docs, request ids, API key, deadlines."""
+/readyz, /metrics (every metric of docs/http-api.md section 4), /docs, request ids, API key, deadlines."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A table of malformed and hostile requests against a real uvicorn: each gets the right 4xx and
-the error envelope {"error": {type, message, field, retryable, request_id}} of serving.md section 2."""
+the error envelope {"error": {type, message, field, retryable, request_id}} of docs/http-api.md section 2."""
 
 from __future__ import annotations
 

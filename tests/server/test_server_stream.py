@@ -1,4 +1,4 @@
-"""Streamed /solve and /generate (serving.md section 1, "Streaming") on a real uvicorn with the
+"""Streamed /solve and /generate (docs/http-api.md section 1, "Streaming") on a real uvicorn with the
 bundled 4x4 checkpoints (real weights, so valid candidates do appear): events in order, candidates
 re-verified here, `done` equal to the plain answer for the same body and seed, refusals before the
 stream as plain responses, failures after it began (deadline, shutdown) as an `error` event, a
