@@ -39,10 +39,10 @@ from gram_client.schemas import (
     Timing,
 )
 from server import stream
-from server.batcher import Job
+from server.batcher import Job, width_label
 from server.engine import GenerateResult, Result, SolveResult, Work
 from server.errors import ApiError
-from server.metrics import RequestLabels, width_label
+from server.metrics import RequestLabels
 from server.registry import LoadedModel, Registry
 from server.settings import Settings
 from server.state import AppState
@@ -153,6 +153,7 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
         steps=_capped(req, "steps", settings, defaults["steps"]),
         halt=req.halt,
         symmetric=symmetric and symmetry.supports(entry.task),
+        reseed_after=settings.reseed_after,
         select=req.select,
         top_k=top_k,
         stop_after_valid=req.stop_after_valid,
@@ -316,6 +317,11 @@ async def answer(
 # ----------------------------------------------------------------------------- routes
 
 
+def _streamed(flag: bool, request: Request) -> bool:
+    """`"stream": true` in the body, or an Accept header that asks for text/event-stream."""
+    return flag or stream.MEDIA_TYPE in request.headers.get("accept", "")
+
+
 @router.post(
     "/solve",
     response_model=SolveResponse,
@@ -331,7 +337,7 @@ async def solve(body: SolveRequest, request: Request) -> SolveResponse | Streami
         RequestLabels("solve", body.task, width_label(body.width)),
         lambda: prepare_solve(body, state.registry, state.settings),
         lambda work, result, timing: solve_response(state, body, work, result, timing),
-        stream.wanted(body.stream, request),
+        _streamed(body.stream, request),
     )
 
 
@@ -350,7 +356,7 @@ async def generate(body: GenerateRequest, request: Request) -> GenerateResponse 
         RequestLabels("generate", body.task, width_label(body.count)),
         lambda: prepare_generate(body, state.registry, state.settings),
         lambda work, result, timing: generate_response(state, body, work, result, timing),
-        stream.wanted(body.stream, request),
+        _streamed(body.stream, request),
     )
 
 

@@ -22,9 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from server.errors import ApiError
-from server.metrics import Metrics, width_label
+from server.metrics import Metrics
 
 log = logging.getLogger("gram.server")
+
+
+def width_label(width: int) -> str:
+    """A requested width rounded up to a power of two (the low-cardinality `width` label)."""
+    return str(1 << max(0, width - 1).bit_length())
 
 
 class RowEngine(Protocol):

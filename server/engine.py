@@ -28,6 +28,7 @@ from server.registry import LoadedModel, Registry
 from tasks import symmetry
 from tasks.base import Verdict
 
+RESEED_STRIDE = 0x9E3779B1  # the seed offset per restart of a stuck row (odd, 32 bits)
 Halt = Literal["verified", "head", "never"]
 HALTS: tuple[Halt, ...] = ("verified", "head", "never")
 
@@ -46,6 +47,7 @@ class Work:
     steps: int  # the budget: a row retires at the latest after this many steps
     halt: Halt = "never"
     symmetric: bool = False
+    reseed_after: int = 0  # restart a row whose invalid answer has not changed for this many steps (0: never)
     select: str = "verifier"
     top_k: int = 1
     stop_after_valid: int | None = None
@@ -61,6 +63,10 @@ class Progress:
     value: np.ndarray = field(init=False, repr=False)  # (rows,) LPRM value
     done: np.ndarray = field(init=False, repr=False)  # (rows,) retired
     steps: np.ndarray = field(init=False, repr=False)  # (rows,) steps run before retiring
+    spent: np.ndarray = field(init=False, repr=False)  # (rows,) steps run before the row's last restart
+    restarts: np.ndarray = field(init=False, repr=False)  # (rows,) times the row was re-seeded
+    last: np.ndarray = field(init=False, repr=False)  # (rows, out_len) answer after the previous step
+    same: np.ndarray = field(init=False, repr=False)  # (rows,) steps the answer has not changed
     valid: np.ndarray = field(init=False, repr=False)  # (rows,) verifier verdicts
     violations: np.ndarray = field(init=False, repr=False)
     score: np.ndarray = field(init=False, repr=False)
@@ -71,6 +77,10 @@ class Progress:
         self.value = np.zeros(rows, dtype=np.float64)
         self.done = np.zeros(rows, dtype=bool)
         self.steps = np.zeros(rows, dtype=np.int64)
+        self.spent = np.zeros(rows, dtype=np.int64)
+        self.restarts = np.zeros(rows, dtype=np.int64)
+        self.last = np.zeros((rows, out_len), dtype=np.int64)
+        self.same = np.zeros(rows, dtype=np.int64)
         self.valid = np.zeros(rows, dtype=bool)
         self.violations = np.zeros(rows, dtype=np.int64)
         self.score = np.zeros(rows, dtype=np.float64)
@@ -227,16 +237,16 @@ class Engine:
         candidates are found."""
         work = progress.work
         out = retiring(work, state, None) if not final else np.ones(len(state.traj), dtype=bool)
-        if out is not None and not out.any():
+        if out is not None and not out.any() and not work.reseed_after:
             return Settled(state, [], False)
         traj, tokens, verdict = self.answers(work, state)
         valid = np.asarray(verdict.valid, dtype=bool)
         if out is None:
             out = retiring(work, state, valid)
             assert out is not None
-            if not out.any():
-                return Settled(state, [], False)
-        steps = state.step.cpu().numpy()
+        if not out.any():
+            return Settled(self._reseed(progress, state, traj, tokens, valid), [], False)
+        steps = progress.spent[traj] + state.step.cpu().numpy()
         t = traj[out]
         progress.tokens[t] = tokens[out]
         progress.value[t] = state.value.float().cpu().numpy()[out]
@@ -245,11 +255,39 @@ class Engine:
         progress.score[t] = np.asarray(verdict.score)[out]
         progress.steps[t] = steps[out]
         progress.done[t] = True
-        rest = None if out.all() else state.select(torch.as_tensor(~out, device=state.seeds.device))
+        rest = None
+        if not out.all():
+            keep = ~out
+            rest = state.select(torch.as_tensor(keep, device=state.seeds.device))
+            rest = self._reseed(progress, rest, traj[keep], tokens[keep], valid[keep])
         enough = False
         if work.stop_after_valid is not None and valid[out].any():
             enough = sum(c.valid for c in progress.candidates()) >= work.stop_after_valid
         return Settled(rest, [int(n) for n in steps[out]], enough)
+
+    def _reseed(
+        self, progress: Progress, state: Rollout, traj: np.ndarray, tokens: np.ndarray, valid: np.ndarray
+    ) -> Rollout:
+        """Restart, on a fresh noise stream, each invalid row (`valid` false) whose answer has not
+        changed for `reseed_after` steps; it keeps its puzzle and counts the steps it has run."""
+        work = progress.work
+        if not work.reseed_after:
+            return state
+        same = (progress.last[traj] == tokens).all(axis=1)
+        progress.same[traj] = np.where(same, progress.same[traj] + 1, 0)
+        progress.last[traj] = tokens
+        stuck = (progress.same[traj] >= work.reseed_after) & ~valid
+        if not stuck.any():
+            return state
+        t = traj[stuck]
+        progress.spent[t] += state.step.cpu().numpy()[stuck]
+        progress.restarts[t] += 1
+        progress.same[t] = 0
+        rows = torch.as_tensor(stuck, device=state.seeds.device)
+        # a new stream per restart: the seed moved by a large odd constant per restart, kept positive
+        seeds = (work.seed + torch.as_tensor(progress.restarts[t]) * RESEED_STRIDE) % 2**62
+        fresh = start(work.entry.model, state.inputs[rows], seeds, state.traj[rows])
+        return Rollout.cat([state.select(~rows), fresh])
 
     def complete(self, progress: Progress) -> Result:
         """The request's result from its finished rows."""

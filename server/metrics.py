@@ -44,11 +44,6 @@ def power_buckets(largest: int) -> tuple[float, ...]:
 STEP_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
-def width_label(width: int) -> str:
-    """A requested width rounded up to a power of two (the low-cardinality `width` label)."""
-    return str(1 << max(0, width - 1).bit_length())
-
-
 @dataclass(frozen=True)
 class RequestLabels:
     """The labels of one /solve or /generate request, set by the request module and read by the
@@ -56,7 +51,7 @@ class RequestLabels:
 
     endpoint: str  # "solve" | "generate"
     task: str
-    width: str  # width_label of the width (solve) or count (generate)
+    width: str  # server.batcher.width_label of the width (solve) or count (generate)
 
 
 RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)

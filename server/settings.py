@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     cuda_graphs: bool = True
     continuous: bool = True  # rows join and leave at step boundaries (False: whole-rollout batches)
     warmup: bool = True  # run every bucket once before turning ready
+    # adaptive compute: restart, on a fresh noise stream, a trajectory whose invalid answer has not
+    # changed for this many steps (within its budget); 0: never
+    reseed_after: int = Field(default=0, ge=0)
 
     # the CPU step: each model's supervision step compiled by torch.compile (inductor C++, the
     # elementwise work and the noise fused into vectorised loops) and run as tiles of

@@ -41,11 +41,6 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy b
 Event = tuple[str, BaseModel]
 
 
-def wanted(flag: bool, request: Request) -> bool:
-    """`"stream": true` in the body, or an Accept header that asks for text/event-stream."""
-    return flag or MEDIA_TYPE in request.headers.get("accept", "")
-
-
 def _inline(model: type[BaseModel]) -> dict[str, Any]:
     """A wire model's JSON schema whose references point at the components (the answers use them)."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")

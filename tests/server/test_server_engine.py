@@ -152,3 +152,27 @@ def test_symmetric_rows_see_their_own_puzzle_and_answer_in_the_original_frame(tm
     settled = engine.settle(progress, replace(state, tokens=torch.as_tensor(mine)), final=False)
     assert settled.rest is None and progress.valid.all()
     assert (progress.tokens == solution).all()  # mapped back to the puzzle as given
+
+
+def test_a_stuck_row_restarts_on_a_fresh_stream_and_keeps_its_steps(tmp_path) -> None:
+    engine, entry = sudoku4_engine(tmp_path)
+    task = entry.task
+    instance = task.parse("1..." + "." * 12)
+    work = Work(
+        "solve", entry, instance, task.encode_input(instance), 5, 2, 8, halt="verified", reseed_after=2
+    )
+    progress = engine.open(work)
+    state = engine.start(work, 0, 2)
+    stuck = torch.as_tensor(np.stack([task.encode_target("1111111111111111"), task.encode_target(SOLVED)]))
+    seen = []
+    for _ in range(3):  # row 0 answers the same invalid grid every step; row 1 is valid at once
+        state = engine.step("s4", [state], 2)[0]
+        settled = engine.settle(progress, replace(state, tokens=stuck[: len(state)]), final=False)
+        state = settled.rest
+        seen.append(settled.steps)
+    assert seen == [[1], [], []] and progress.done.tolist() == [False, True]
+    # unchanged at steps 2 and 3 (the first answer is compared with nothing): restarted after step 3
+    assert progress.restarts.tolist() == [1, 0] and progress.spent.tolist() == [3, 0]
+    assert state.step.tolist() == [0] and state.seeds.tolist() != [5]  # a new noise stream
+    final = engine.settle(progress, engine.step("s4", [state], 1)[0], final=True)
+    assert final.steps == [4]  # 3 steps before the restart + 1 after
