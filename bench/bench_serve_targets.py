@@ -1,6 +1,8 @@
 """Issue 13's through-the-server targets on one `python -m server` (GRAM_* from the environment).
 
-Receives a port and a label; hands back one JSON line: readiness time, the p50 of sequential
+Receives a port and a label; hands back one JSON line, every request at fixed compute (`halt`
+"never": each trajectory runs the whole budget; bench_adaptive.py sets it beside the server's
+defaults): readiness time, the p50 of sequential
 width-20 N-Queens-8 solves (16 steps, one seed: the candidates must repeat), trajectory-steps/s
 served to 8 concurrent clients at width 64, cross-request batching (width 4, 16 steps: 32
 concurrent clients vs one client at a time, alternating in rounds), and, once the server is gone,
@@ -13,12 +15,12 @@ shapes with 1 and 2 threads (the floor of the width-20 solve, the ceiling of bat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench import served  # noqa: E402
 from bench.bench_engine import gemm_bound, step_flops  # noqa: E402
 from bench.serverproc import serve  # noqa: E402
 from model.checkpoint import load  # noqa: E402
@@ -35,56 +38,30 @@ PUZZLE = {"n": 8, "queens": [[0, 0], [1, 4]]}
 STEPS = 16
 
 
-async def load_phase(url: str, seconds: float, clients: int, width: int) -> tuple[float, float]:
-    """(trajectory-steps/s, requests/s) served to `clients` closed-loop clients at `width`, 16 steps:
-    requests started in the first `seconds`, over the time until the last one answered."""
-    done = requests = 0
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as c:
-        end = time.monotonic() + seconds
+def nqueens_body(width: int) -> Callable[[int, int], dict[str, Any]]:
+    """Client k's i-th request: PUZZLE at `width`, 16 steps, every trajectory the whole budget (the
+    fixed compute these targets were set for), seed 1000 k + i."""
+    base = {"task": "nqueens", "puzzle": PUZZLE, "width": width, "steps": STEPS, "halt": "never"}
+    return lambda k, i: {**base, "seed": k * 1000 + i}
 
-        async def client(k: int) -> None:
-            nonlocal done, requests
-            i = 0
-            while time.monotonic() < end:
-                body = {"task": "nqueens", "puzzle": PUZZLE, "width": width, "steps": STEPS}
-                r = await c.post("/solve", json={**body, "seed": k * 1000 + i})
-                r.raise_for_status()
-                done += width * STEPS
-                requests += 1
-                i += 1
 
-        t = time.monotonic()
-        await asyncio.gather(*(client(k) for k in range(clients)))
-        elapsed = time.monotonic() - t
-        return done / elapsed, requests / elapsed
+def load_phase(url: str, seconds: float, clients: int, width: int) -> tuple[float, float]:
+    """(trajectory-steps/s, requests/s) served to `clients` closed-loop clients at `width`, 16 steps."""
+    out = served.load(url, seconds, clients, nqueens_body(width))
+    return out["traj_steps_per_s"], out["requests_per_s"]
 
 
 def batching_phase(url: str, seconds: float, rounds: int, clients: int = 32) -> dict[str, Any]:
     """Width 4: `clients` concurrent clients vs one client at a time, alternating, `rounds` times
     each (keys clients1 and clients<N>, and ratio_<N>_vs_1)."""
-    many = f"clients{clients}"
-    sides: dict[str, list[tuple[float, float]]] = {many: [], "clients1": []}
-    for _ in range(rounds):
-        for name, n in (("clients1", 1), (many, clients)):
-            sides[name].append(asyncio.run(load_phase(url, seconds, n, 4)))
-    med = {
-        name: {
-            "traj_steps_per_s": round(statistics.median(x[0] for x in runs), 1),
-            "requests_per_s": round(statistics.median(x[1] for x in runs), 2),
-            "per_round_traj_steps_per_s": [round(x[0], 1) for x in runs],
-        }
-        for name, runs in sides.items()
-    }
-    ratio = statistics.median(a[0] / b[0] for a, b in zip(sides[many], sides["clients1"], strict=True))
-    return {**med, f"ratio_{clients}_vs_1": round(ratio, 2)}
+    return served.batching(url, seconds, rounds, nqueens_body(4), clients)
 
 
 def main() -> None:
     port, label = int(sys.argv[1]), sys.argv[2]
     load_s, rounds = float(os.environ.get("LOAD_S", "20")), int(os.environ.get("ROUNDS", "2"))
     with serve({"GRAM_PORT": str(port)}) as (url, ready_s, _):
-        body = {"task": "nqueens", "puzzle": PUZZLE, "width": 20, "steps": STEPS, "seed": 1}
+        body = {**nqueens_body(20)(0, 1), "seed": 1}
         lat = []
         with httpx.Client(base_url=url, timeout=600) as c:
             first = c.post("/solve", json=body).json()
@@ -93,7 +70,7 @@ def main() -> None:
                 again = c.post("/solve", json=body).json()
                 lat.append(time.perf_counter() - t)
                 assert again["candidates"] == first["candidates"]
-        tps, _ = asyncio.run(load_phase(url, load_s, 8, 64))
+        tps, _ = load_phase(url, load_s, 8, 64)
         batching = batching_phase(url, load_s, rounds)
     threads = int(os.environ.get("GRAM_TORCH_THREADS", "0")) or len(os.sched_getaffinity(0))
     tile = int(os.environ.get("GRAM_STEP_TILE_ROWS", "4"))

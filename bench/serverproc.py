@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -88,17 +88,47 @@ def serve(
 
 
 @contextlib.contextmanager
-def serve_alone(checkpoint: Path, threads: int, compile: str, ready_s: float = 600.0) -> Iterator[Running]:
-    """`serve` on CPU with one checkpoint copied alone into a temporary checkpoint folder (removed
-    afterwards), `threads` torch threads and GRAM_COMPILE_STEP = `compile` ("true" | "false")."""
-    with tempfile.TemporaryDirectory(prefix=f"{checkpoint.name}-served-") as tmp:
+def serve_alone(
+    checkpoints: Path | Sequence[Path],
+    threads: int,
+    compile: str,
+    ready_s: float = 600.0,
+    gram: Mapping[str, str] | None = None,
+) -> Iterator[Running]:
+    """`serve` on CPU with these checkpoints (one, or several) copied alone into a temporary checkpoint
+    folder (removed afterwards), `threads` torch threads, GRAM_COMPILE_STEP = `compile` ("true" |
+    "false") and any other GRAM_* in `gram`. With compile "true" it also waits (up to `ready_s`) until
+    every model's compiled step is installed (`wait_compiled`), so that nothing is measured on the
+    eager step or beside a compile."""
+    paths = [checkpoints] if isinstance(checkpoints, Path) else list(checkpoints)
+    with tempfile.TemporaryDirectory(prefix=f"{paths[0].name}-served-") as tmp:
         folder = Path(tmp)
-        shutil.copytree(checkpoint, folder / checkpoint.name)
-        gram = {
+        for path in paths:
+            shutil.copytree(path, folder / path.name)
+        env = {
             "GRAM_CHECKPOINT_DIR": str(folder),
             "GRAM_DEVICE": "cpu",
             "GRAM_TORCH_THREADS": str(threads),
             "GRAM_COMPILE_STEP": compile,
+            **(gram or {}),
         }
-        with serve(gram, log=folder / "server.log", ready_s=ready_s) as server:
+        with serve(env, log=folder / "server.log", ready_s=ready_s) as server:
+            if compile == "true":
+                wait_compiled(server.url, ready_s)
             yield server
+
+
+def model_steps(url: str) -> dict[str, str]:
+    """Model name -> the step that runs it now (GET /models: eager, compiled or cuda-graphs)."""
+    return {m["name"]: m["step"] for m in httpx.get(f"{url}/models", timeout=30).json()["models"]}
+
+
+def wait_compiled(url: str, seconds: float) -> dict[str, str]:
+    """Polls GET /models until no model runs the eager step, or `seconds` pass (a compile that fell
+    back to eager keeps it); hands back the steps then."""
+    end = time.monotonic() + seconds
+    while True:
+        steps = model_steps(url)
+        if all(step != "eager" for step in steps.values()) or time.monotonic() > end:
+            return steps
+        time.sleep(1.0)
