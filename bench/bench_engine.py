@@ -39,7 +39,7 @@ VARIANTS = (
     "eager-ref",
     "eager",
     "fast",
-)  # spec noise eager (before issue 13), CPU noise eager, compiled tiles
+)  # spec noise eager (the Triton-spec noise on CPU), CPU noise eager, compiled tiles
 aten = torch.ops.aten
 SDPA = {
     aten.scaled_dot_product_attention.default,

@@ -160,7 +160,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--K", type=int, default=2)
     ap.add_argument("--T", type=int, default=2)
     ap.add_argument("--mode", default="gram")
-    ap.add_argument("--mixer", default="attn", help="attn | mlp (the shipped nqueens-8 since session 7)")
+    ap.add_argument("--mixer", default="attn", help="attn | mlp (the shipped nqueens-8 uses mlp)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps (the first ones compile)")
     ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds over all variants")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")

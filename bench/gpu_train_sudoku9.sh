@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train a 9x9 Sudoku GRAM model and its deterministic twin on the GPU machine in a few minutes,
-# evaluate both by clue band, and ship checkpoints that load on CPU (issue 15 item 4). The machine has Python 3.12 with torch,
+# evaluate both by clue band, and ship checkpoints that load on CPU. The machine has Python 3.12 with torch,
 # triton and numpy, and no package registry: the rest comes from .whl/ (bench/gpu_wheels.sh).
 #
 # Before (here): bench/gpu_wheels.sh, and the data, so that the GPU's minutes go to training:

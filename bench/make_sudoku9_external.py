@@ -7,8 +7,8 @@ solution); "hard" from hodoku-py (HoDoKu 2.2.0's generator) at its hardest level
 puzzle is re-checked with tasks.sudoku's own solver and dropped unless it has exactly one solution.
 Installs nothing; the evaluation reads only the committed file. To regenerate:
 
-    .venv/bin/pip install --target /tmp/sudoku-gens dokusan==0.1.0 hodoku-py==0.2.1
-    PYTHONPATH=/tmp/sudoku-gens nice -n 19 .venv/bin/python bench/make_sudoku9_external.py
+    .venv/bin/pip install --target .cache/sudoku-gens dokusan==0.1.0 hodoku-py==0.2.1
+    PYTHONPATH=.cache/sudoku-gens nice -n 19 .venv/bin/python bench/make_sudoku9_external.py
 """
 
 from __future__ import annotations
