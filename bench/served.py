@@ -441,6 +441,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}"
 
 
+def gram_env(pairs: list[str]) -> dict[str, str]:
+    """--gram KEY=VALUE pairs -> GRAM_* settings (KEY may leave out the prefix: max_steps=96)."""
+    kv = (pair.partition("=")[::2] for pair in pairs)
+    return {k if k.startswith("GRAM_") else f"GRAM_{k.upper()}": v for k, v in kv}
+
+
 def server_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threads", type=int, default=1, help="GRAM_TORCH_THREADS (0: the server's choice)")
     ap.add_argument("--compile", choices=("true", "false"), default="true", help="GRAM_COMPILE_STEP")
@@ -459,8 +465,7 @@ def served(
 ) -> dict[str, Any]:
     """Serves the checkpoints, sends the warm-up items (not counted) then every item under every
     setting; the report (also written to --out, with the markdown beside it)."""
-    gram = dict(kv.partition("=")[::2] for kv in args.gram)
-    gram = {k if k.startswith("GRAM_") else f"GRAM_{k.upper()}": v for k, v in gram.items()}
+    gram = gram_env(args.gram)
     checker = Checker()
     try:
         with serve_alone(checkpoints, args.threads, args.compile, args.ready_s, gram) as server:
@@ -483,14 +488,18 @@ def served(
         "results": results,
         "machine": machine() + " at the end",
     }
-    md = f"`{command}`\n\n" + markdown(results)
     print(json.dumps(report))
-    print(md)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(md)
+    write(args.out, report, f"`{command}`\n\n" + markdown(results))
     return report
+
+
+def write(out: Path | None, report: dict[str, Any], md: str) -> None:
+    """Prints the markdown; with `out`, the report as JSON there and the markdown beside it (.md)."""
+    print(md)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        out.with_suffix(".md").write_text(md)
 
 
 def eval_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
