@@ -150,7 +150,8 @@ def cell(value: Any) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"`{report['command']}` at {report['git_commit'][:7]} ({report['machine']})", ""]
+    commit, _, changes = report["git_commit"].partition(" ")
+    lines = [f"`{report['command']}` at {commit[:7]} {changes} ({report['machine']})".replace("  ", " "), ""]
     lines += ["Fixed: " + json.dumps(FIXED) + "; adaptive: the server's defaults " + json.dumps(report["defaults"]), ""]  # fmt: skip
     lines += [
         "| band | width | p50 ms fixed / adaptive | p90 ms fixed / adaptive | trajectory-steps / request "

@@ -432,8 +432,12 @@ def shown(path: Path) -> str:
 
 
 def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
+    """HEAD, and the tracked files the working tree changes (what the server ran) when there are any."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    changed = git("diff", "HEAD", "--name-only").split()
+    return (git("rev-parse", "HEAD") or "unknown") + (
+        f" with changes to {', '.join(changed)}" if changed else ""
+    )
 
 
 def machine() -> str:
