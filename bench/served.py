@@ -17,7 +17,7 @@ bench_serve_targets.py measure with. Knows nothing of training.
 
     .venv/bin/python bench/served.py eval --checkpoint checkpoints/sudoku-9 \\
         --generate sudoku-9:36-45 --generate sudoku-9:22-27 --count 30 --width 20 \\
-        --config defaults --grid symmetry=false,true --grid steps=16,32,64
+        --config fixed:halt=never,symmetry=false,steps=16 --grid symmetry=false,true --grid steps=16,64
     .venv/bin/python bench/served.py sudoku9 --puzzles bench/puzzles/sudoku9-external.jsonl
     .venv/bin/python bench/served.py coloring --graphs 100 --width 20
 """
@@ -407,22 +407,18 @@ def parse_value(text: str) -> Any:
 
 
 def settings(configs: list[str], grids: list[str]) -> dict[str, dict[str, Any]]:
-    """Named request settings: each `--config NAME[:f=v,...]` (none: the server's defaults) crossed
-    with every combination of the `--grid f=v1,v2` lists; named NAME and f=v."""
-    base = {}
-    for text in configs or ["defaults"]:
-        name, _, rest = text.partition(":")
-        base[name] = dict((k, parse_value(v)) for k, _, v in (kv.partition("=") for kv in rest.split(",") if kv))  # fmt: skip
-    axes = [(f, [parse_value(v) for v in vs.split(",")]) for f, _, vs in (g.partition("=") for g in grids)]
+    """Named request settings: each `--config NAME[:f=v,...]` (no fields: the server's defaults), then
+    one per combination of the `--grid f=v1,v2` lists, named by its values (f=v ...); with neither,
+    the server's defaults alone."""
     out = {}
-    for name, fields in base.items():
-        for combo in itertools.product(*(vs for _, vs in axes)):
-            extra = {f: v for (f, _), v in zip(axes, combo, strict=True)}
-            words = [f"{f}={json.dumps(v)}" for f, v in extra.items()]
-            if name != "defaults" or not words:  # "defaults" crossed with a grid: named by the grid alone
-                words.insert(0, name)
-            out[" ".join(words)] = {**fields, **extra}
-    return out
+    for text in configs:
+        name, _, rest = text.partition(":")
+        out[name] = {k: parse_value(v) for k, _, v in (kv.partition("=") for kv in rest.split(",") if kv)}
+    axes = [(f, [parse_value(v) for v in vs.split(",")]) for f, _, vs in (g.partition("=") for g in grids)]
+    for combo in itertools.product(*(vs for _, vs in axes)) if axes else []:
+        fields = {f: v for (f, _), v in zip(axes, combo, strict=True)}
+        out[" ".join(f"{f}={json.dumps(v)}" for f, v in fields.items())] = fields
+    return out or {"defaults": {}}
 
 
 def shown(path: Path) -> str:
@@ -549,8 +545,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="of the generators (the k-th --generate: seed + k)")
     ev.add_argument("--width", type=int, default=20)
     ev.add_argument("--steps", type=int, default=None, help="default: not sent (the model's default)")
-    ev.add_argument("--config", action="append", default=[], help="NAME[:field=value,...]; default: defaults")
-    ev.add_argument("--grid", action="append", default=[], help="field=v1,v2: every value, crossed")
+    ev.add_argument("--config", action="append", default=[], help="NAME[:field=value,...] (repeatable)")
+    ev.add_argument("--grid", action="append", default=[], help="field=v1,v2: a setting per combination")
     ev.add_argument("--warmup", type=int, default=1, help="the first puzzles sent first, not counted")
     server_args(ev)
     s9 = sub.add_parser("sudoku9", help="9x9 Sudoku by band")

@@ -87,16 +87,20 @@ def test_puzzle_sources() -> None:
     assert graph["puzzle"]["num_nodes"] == 8 and checker.total("graph_coloring", graph["puzzle"]) >= 1
 
 
-def test_settings_cross_configs_with_the_grid() -> None:
+def test_settings_from_configs_and_a_grid() -> None:
     assert settings([], []) == {"defaults": {}}
-    grid = settings(["defaults", "fixed:halt=never,symmetry=false"], ["steps=16,64"])
+    grid = settings(["defaults", "fixed:halt=never,symmetry=false"], ["symmetry=false,true", "steps=16,64"])
     assert grid == {
-        "steps=16": {"steps": 16},
-        "steps=64": {"steps": 64},
-        "fixed steps=16": {"halt": "never", "symmetry": False, "steps": 16},
-        "fixed steps=64": {"halt": "never", "symmetry": False, "steps": 64},
+        "defaults": {},
+        "fixed": {"halt": "never", "symmetry": False},
+        "symmetry=false steps=16": {"symmetry": False, "steps": 16},
+        "symmetry=false steps=64": {"symmetry": False, "steps": 64},
+        "symmetry=true steps=16": {"symmetry": True, "steps": 16},
+        "symmetry=true steps=64": {"symmetry": True, "steps": 64},
     }
-    assert settings(["x:symmetry=null"], []) == {"x": {"symmetry": None}}
+    assert settings(["x:symmetry=null,width=4.5,halt=head"], []) == {
+        "x": {"symmetry": None, "width": 4.5, "halt": "head"}
+    }
 
 
 def test_summaries_by_setting_and_band() -> None:
