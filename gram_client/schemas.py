@@ -163,8 +163,9 @@ class SolveRequest(_Strict):
     )
     stop_after_valid: Positive | None = Field(
         default=None,
-        description="stop sibling trajectories once this many distinct valid candidates exist "
-        "(which trajectories ran then depends on the server's scheduling)",
+        description="stop at the first step at which the trajectories' answers hold this many "
+        "distinct valid candidates; every trajectory answers what it had then (the same whatever "
+        "the scheduling)",
     )
     stream: bool = Field(
         default=False,
@@ -235,7 +236,7 @@ class SolveResponse(BaseModel):
     num_valid_trajectories: int
     num_trajectories: int  # trajectories retired with an answer (< width after stop_after_valid)
     trajectory_steps: int = Field(
-        default=0, ge=0, description="supervision steps run, summed over trajectories"
+        default=0, ge=0, description="supervision steps behind the answer, summed over trajectories"
     )
     timing_ms: Timing
 
@@ -277,7 +278,7 @@ class GenerateResponse(BaseModel):
     samples: list[Sample]
     num_valid: int
     num_distinct: int
-    trajectory_steps: int = Field(default=0, ge=0, description="supervision steps run, summed over samples")
+    trajectory_steps: int = Field(default=0, ge=0, description="supervision steps behind the samples, summed")
     timing_ms: Timing
 
 

@@ -67,6 +67,10 @@ class Progress:
     restarts: np.ndarray = field(init=False, repr=False)  # (rows,) times the row was re-seeded
     last: np.ndarray = field(init=False, repr=False)  # (rows, out_len) answer after the previous step
     same: np.ndarray = field(init=False, repr=False)  # (rows,) steps the answer has not changed
+    ran: np.ndarray = field(init=False, repr=False)  # (rows,) steps run so far
+    # with stop_after_valid: every row's answer and verdict after each step it ran, (rows, budget + 1)
+    history: dict[str, np.ndarray] = field(init=False, repr=False)
+    checked: int = 0  # the steps up to which the stop_after_valid cut has been looked for
     valid: np.ndarray = field(init=False, repr=False)  # (rows,) verifier verdicts
     violations: np.ndarray = field(init=False, repr=False)
     score: np.ndarray = field(init=False, repr=False)
@@ -81,6 +85,17 @@ class Progress:
         self.restarts = np.zeros(rows, dtype=np.int64)
         self.last = np.zeros((rows, out_len), dtype=np.int64)
         self.same = np.zeros(rows, dtype=np.int64)
+        self.ran = np.zeros(rows, dtype=np.int64)
+        self.history = {}
+        if self.work.stop_after_valid is not None:
+            n = self.work.steps + 1
+            self.history = {
+                "tokens": np.zeros((rows, n, out_len), dtype=np.int16),
+                "value": np.zeros((rows, n)),
+                "valid": np.zeros((rows, n), dtype=bool),
+                "violations": np.zeros((rows, n), dtype=np.int64),
+                "score": np.zeros((rows, n)),
+            }
         self.valid = np.zeros(rows, dtype=bool)
         self.violations = np.zeros(rows, dtype=np.int64)
         self.score = np.zeros(rows, dtype=np.float64)
@@ -237,33 +252,71 @@ class Engine:
         candidates are found."""
         work = progress.work
         out = retiring(work, state, None) if not final else np.ones(len(state.traj), dtype=bool)
-        if out is not None and not out.any() and not work.reseed_after:
+        traj = state.traj.cpu().numpy()
+        steps = progress.spent[traj] + state.step.cpu().numpy()  # steps each row has run
+        progress.ran[traj] = steps
+        if out is not None and not out.any() and not work.reseed_after and not progress.history:
             return Settled(state, [], False)
         traj, tokens, verdict = self.answers(work, state)
         valid = np.asarray(verdict.valid, dtype=bool)
+        value = state.value.float().cpu().numpy()
+        violations, score = np.asarray(verdict.violations), np.asarray(verdict.score, dtype=np.float64)
         if out is None:
             out = retiring(work, state, valid)
             assert out is not None
-        if not out.any():
-            return Settled(self._reseed(progress, state, traj, tokens, valid), [], False)
-        steps = progress.spent[traj] + state.step.cpu().numpy()
+        if progress.history:
+            h = progress.history
+            for name, data in (("tokens", tokens), ("value", value), ("valid", valid)):
+                h[name][traj, steps] = data
+            h["violations"][traj, steps], h["score"][traj, steps] = violations, score
         t = traj[out]
         progress.tokens[t] = tokens[out]
-        progress.value[t] = state.value.float().cpu().numpy()[out]
+        progress.value[t] = value[out]
         progress.valid[t] = valid[out]
-        progress.violations[t] = np.asarray(verdict.violations)[out]
-        progress.score[t] = np.asarray(verdict.score)[out]
+        progress.violations[t] = violations[out]
+        progress.score[t] = score[out]
         progress.steps[t] = steps[out]
         progress.done[t] = True
         rest = None
         if not out.all():
             keep = ~out
-            rest = state.select(torch.as_tensor(keep, device=state.seeds.device))
+            rest = state if not out.any() else state.select(torch.as_tensor(keep, device=state.seeds.device))
             rest = self._reseed(progress, rest, traj[keep], tokens[keep], valid[keep])
-        enough = False
-        if work.stop_after_valid is not None and valid[out].any():
-            enough = sum(c.valid for c in progress.candidates()) >= work.stop_after_valid
+        enough = bool(progress.history) and self._cut(progress)
         return Settled(rest, [int(n) for n in steps[out]], enough)
+
+    @staticmethod
+    def _cut(progress: Progress) -> bool:
+        """`stop_after_valid`, decided the same way whatever the scheduling: the request stops at
+        the first step s at which the rows' answers (each row's answer after step s, or the one it
+        retired with before) hold that many distinct valid candidates; every row then answers what
+        it had at s. Looked for up to the fewest steps any running row has run (rows ahead of it
+        keep their history); True when found, the rows' answers set to those at s."""
+        p, work = progress, progress.work
+        assert work.stop_after_valid is not None
+        running = ~p.done
+        frontier = int(p.ran[running].min()) if running.any() else int(p.ran.max())
+        rows = np.arange(work.rows)
+        for s in range(p.checked + 1, frontier + 1):
+            at = np.where(p.done, np.minimum(s, p.steps), s)
+            ok = p.history["valid"][rows, at]
+            if not ok.any():
+                continue
+            task = work.entry.task
+            keys = {
+                task.candidate_key(p.history["tokens"][r, at[r]].astype(np.int64)) for r in np.flatnonzero(ok)
+            }
+            if len(keys) < work.stop_after_valid:
+                continue
+            h = p.history
+            p.tokens[:] = h["tokens"][rows, at]
+            p.value[:], p.valid[:] = h["value"][rows, at], ok
+            p.violations[:], p.score[:] = h["violations"][rows, at], h["score"][rows, at]
+            p.steps[:], p.done[:] = at, True
+            p.checked = s
+            return True
+        p.checked = max(p.checked, frontier)
+        return False
 
     def _reseed(
         self, progress: Progress, state: Rollout, traj: np.ndarray, tokens: np.ndarray, valid: np.ndarray
@@ -305,11 +358,11 @@ class Engine:
                 )
                 for i in idx
             ]
-            return GenerateResult(samples, int(p.valid[idx].sum()), len(candidates), int(p.steps.sum()))
+            return GenerateResult(samples, int(p.valid[idx].sum()), len(candidates), int(p.steps[idx].sum()))
         return SolveResult(
             candidates=rank(candidates, work.select)[: work.top_k],
             num_distinct=len(candidates),
             num_valid_trajectories=int((p.valid & p.done).sum()),
             num_trajectories=int(p.done.sum()),
-            trajectory_steps=int(p.steps.sum()),
+            trajectory_steps=int(p.steps[p.done].sum()),
         )

@@ -66,9 +66,14 @@ def test_halt_never_is_the_evaluation_rollout(srv: Live) -> None:
     assert served["trajectory_steps"] == width * steps and served["num_trajectories"] == width
 
 
-@pytest.mark.parametrize("symmetry", [False, True])
-def test_adaptive_answer_is_the_same_alone_and_in_a_busy_batch(srv: Live, symmetry: bool) -> None:
-    probe = body("nqueens", QUEENS, width=20, steps=16, seed=7, symmetry=symmetry, top_k=20)
+@pytest.mark.parametrize("symmetry, stop", [(False, None), (True, None), (True, 2)])
+def test_adaptive_answer_is_the_same_alone_and_in_a_busy_batch(
+    srv: Live, symmetry: bool, stop: int | None
+) -> None:
+    """... and so is the early stop at `stop_after_valid` distinct valid answers."""
+    probe = body(
+        "nqueens", QUEENS, width=20, steps=16, seed=7, symmetry=symmetry, top_k=20, stop_after_valid=stop
+    )
     with srv.client() as client:
         alone = client.post("/solve", json=probe).json()
 
@@ -87,6 +92,8 @@ def test_adaptive_answer_is_the_same_alone_and_in_a_busy_batch(srv: Live, symmet
     in_batch = asyncio.run(busy())
     assert exact(in_batch) == exact(alone) and in_batch["trajectory_steps"] == alone["trajectory_steps"]
     assert alone["candidates"][0]["valid"]
+    if stop is not None:
+        assert sum(c["valid"] for c in alone["candidates"]) >= stop
     assert alone["trajectory_steps"] < 20 * 16  # rows retired before the budget
     task = get_task("nqueens", 8)
     instance = task.parse(QUEENS)

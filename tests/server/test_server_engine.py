@@ -26,7 +26,7 @@ def sudoku_work(rows: int, endpoint: str = "solve", **kw: object) -> Work:
     task = get_task("sudoku", 4)
     entry = SimpleNamespace(task=task, cfg=SimpleNamespace(out_len=16))
     instance = task.parse("1..." + "." * 12)
-    return Work(endpoint, entry, instance, task.encode_input(instance), 0, rows, 1, **kw)  # type: ignore[arg-type]
+    return Work(endpoint, entry, instance, task.encode_input(instance), 0, rows, 3, **kw)  # type: ignore[arg-type]
 
 
 def finished(traj: list[int], grids: list[str]) -> SimpleNamespace:
@@ -79,8 +79,11 @@ def test_settle_verifies_rows_and_asks_for_an_early_stop() -> None:
     assert progress.done.tolist() == [False, False, True, False]
     assert progress.valid[2] and progress.violations[2] == 0
     other = "1243341221344321"  # a second valid grid with the same given
-    assert settle_all(engine, progress, finished([0, 3], ["1111111111111111", other])) is True
+    # two distinct valid answers at step 3, but trajectory 1 has not run: it might have had some sooner
+    assert settle_all(engine, progress, finished([0, 3], ["1111111111111111", other])) is False
     assert not progress.valid[0] and progress.violations[0] > 0
+    assert settle_all(engine, progress, finished([1], ["2222222222222222"])) is True  # the cut: step 3
+    assert progress.done.all() and progress.steps.tolist() == [3, 3, 3, 3]
 
 
 def test_results_are_typed_and_ranked() -> None:
