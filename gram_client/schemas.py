@@ -165,7 +165,7 @@ class SolveRequest(_Strict):
         default=None,
         description="stop at the first step at which the trajectories' answers hold this many "
         "distinct valid candidates; every trajectory answers what it had then (the same whatever "
-        "the scheduling)",
+        "the scheduling); left out: the model's default (GET /models), null: no early stop",
     )
     stream: bool = Field(
         default=False,
@@ -327,7 +327,8 @@ class ModelInfo(BaseModel):
     config: dict[str, Any]
     metrics: dict[str, Any]  # headline metrics from the checkpoint's card
     defaults: dict[str, Any] = Field(
-        default_factory=dict, description="what a request that leaves them out gets: steps, symmetry"
+        default_factory=dict,
+        description="what a request that leaves them out gets: steps, symmetry, stop_after_valid",
     )
     # the step that runs it now: "eager", "compiled" (torch.compile'd CPU tiles) or "cuda-graphs";
     # a CPU server answers on "eager" first and turns "compiled" when its compile is done

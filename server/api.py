@@ -156,7 +156,10 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
         reseed_after=settings.reseed_after,
         select=req.select,
         top_k=top_k,
-        stop_after_valid=req.stop_after_valid,
+        # a default when the client left it out; `"stop_after_valid": null` asks for no early stop
+        stop_after_valid=req.stop_after_valid
+        if "stop_after_valid" in req.model_fields_set
+        else defaults["stop_after_valid"],
         deadline_ms=req.deadline_ms,
     )
 

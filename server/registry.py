@@ -60,13 +60,16 @@ class LoadedModel:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        """What a request that leaves them out gets: the step budget and whether each trajectory
-        runs on its own symmetry of the puzzle (the card's `serve` section, chosen by measurement)."""
+        """What a request that leaves them out gets: the step budget, whether each trajectory runs on
+        its own symmetry of the puzzle, and the early stop of a solve (the card's `serve` section,
+        chosen by measurement)."""
         serve = self.card.get("serve")
         serve = serve if isinstance(serve, dict) else {}
+        stop = serve.get("stop_after_valid")
         return {
             "steps": int(serve.get("steps", DEFAULT_STEPS)),
             "symmetry": bool(serve.get("symmetry", False)),
+            "stop_after_valid": None if stop is None else int(stop),
         }
 
     def describe(self) -> str:

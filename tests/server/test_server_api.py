@@ -119,7 +119,7 @@ def test_models_health_ready_docs(live) -> None:
             assert m["parameters"] > 0 and m["default"]
             assert m["conditional"] == TINY[m["name"]][2]
             assert m["metrics"] == {"note": "random weights for tests"}  # the card's headline
-            assert m["defaults"] == {"steps": 16, "symmetry": False}  # a card without `serve`
+            assert m["defaults"] == {"steps": 16, "symmetry": False, "stop_after_valid": None}  # no `serve`
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200 and set(ready.json()["models"]) == set(TINY)
