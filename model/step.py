@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -296,6 +297,21 @@ def _one_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
+_compiling = threading.local()
+
+
+def _allow_every_model() -> None:
+    """Let dynamo keep one graph per loaded model (it recompiles the step for each) and fail loudly
+    past that instead of running eagerly unnoticed. Its config is per thread: set in each thread
+    that runs a compiled tile (the batcher's, the compile thread, the tile workers)."""
+    if not getattr(_compiling, "configured", False):
+        dyn = torch._dynamo.config
+        dyn.recompile_limit = max(dyn.recompile_limit, 64)
+        dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, 1024)
+        dyn.fail_on_recompile_limit_hit = True
+        _compiling.configured = True
+
+
 class TiledStep(Step):
     """`advance` of any number of rows as tiles of `tile_rows` rows, through one compiled step.
 
@@ -331,9 +347,6 @@ class TiledStep(Step):
             else None
         )
         if compile:
-            dyn = torch._dynamo.config  # one graph per model on the same code: allow every loaded model
-            dyn.recompile_limit = max(dyn.recompile_limit, 64)
-            dyn.accumulated_recompile_limit = max(dyn.accumulated_recompile_limit, 1024)
             options: dict[str, Any] | None = {"cpp_wrapper": True} if workers > 1 else None
             self.fn = torch.compile(_tile_step, dynamic=False, options=options)
 
@@ -344,6 +357,8 @@ class TiledStep(Step):
     @torch.inference_mode()
     def _run(self, tile: Rollout) -> tuple[Tensor, ...]:
         args = (tile.e_x, tile.carry.h, tile.carry.l, tile.seeds, tile.traj, tile.step)
+        if self.fn is not _tile_step:
+            _allow_every_model()
         try:
             return self.fn(self.model, self.bf16, *args)
         except Exception:

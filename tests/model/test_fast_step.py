@@ -198,3 +198,20 @@ def test_a_rollout_that_switches_from_eager_to_compiled_tiles_keeps_the_eager_ca
         assert torch.equal(r.tokens, e.tokens) and torch.equal(r.step, e.step)
         torch.testing.assert_close(r.carry.h, e.carry.h, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(r.value, e.value, rtol=1e-4, atol=1e-5)
+
+
+def test_a_thread_that_runs_compiled_tiles_allows_a_graph_per_model(model, compiled):
+    """Dynamo compiles the step once per model shape, and its recompile limit (8 by default, past it
+    a silent eager fallback) is per thread: the thread that runs a compiled tile (the server's
+    compile thread, the batcher's, a tile worker) raises it and fails loudly past it."""
+    seen: list[tuple[int, bool]] = []
+
+    def run() -> None:
+        compiled(rollout(model, 2))
+        dyn = torch._dynamo.config
+        seen.append((dyn.recompile_limit, dyn.fail_on_recompile_limit_hit))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [(64, True)]
