@@ -241,13 +241,16 @@ def run(
     url: str, items: list[Item], configs: dict[str, dict[str, Any]], seed: int, checker: Checker
 ) -> dict[str, list[dict]]:
     """Setting name -> one record per item: item i is sent with seed `seed` + i under every setting
-    in turn (the first setting of each item rotates, so that none always runs first)."""
+    in turn (the first setting of each item rotates, so that none always runs first); a line per
+    item on stderr."""
     names = list(configs)
     out: dict[str, list[dict]] = {name: [] for name in names}
     with httpx.Client(base_url=url, timeout=900) as http:
         for i, item in enumerate(items):
             for name in names[i % len(names) :] + names[: i % len(names)]:
                 out[name].append(solve(http, item, configs[name], seed + i, checker))
+            took = ", ".join(f"{name} {out[name][-1]['ms']:.0f} ms" for name in names)
+            print(f"{i + 1}/{len(items)} {item['band']}: {took}", file=sys.stderr, flush=True)
     return out
 
 
