@@ -151,7 +151,7 @@ class SolveRequest(_Strict):
     task: TaskName
     puzzle: Puzzle = Field(description="the task's puzzle: see the schema's oneOf by task")
     width: WireInt = Field(default=16, ge=1, description="parallel trajectories, 1..max_width")
-    steps: WireInt | None = Field(default=None, ge=1, description=STEPS)
+    steps: Positive | None = Field(default=None, description=STEPS)
     halt: HaltRule = Field(default="verified", description=HALT)
     symmetry: bool | None = Field(default=None, description=SYMMETRY)
     seed: Seed | None = Field(default=None, description="null: the server picks and echoes one")
@@ -255,7 +255,7 @@ class GenerateRequest(_Strict):
         default=None, description="null: the only generator loaded for the task"
     )
     count: WireInt = Field(default=8, ge=1, description="samples, 1..max_count")
-    steps: WireInt | None = Field(default=None, ge=1, description=STEPS)
+    steps: Positive | None = Field(default=None, description=STEPS)
     halt: HaltRule = Field(default="verified", description=HALT)
     seed: Seed | None = None
     deadline_ms: Positive | None = None

@@ -206,18 +206,7 @@ def solve_response(
         seed=work.seed,
         width=work.rows,
         steps=work.steps,
-        candidates=[
-            Candidate(
-                solution=c.solution,
-                valid=c.valid,
-                violations=c.violations,
-                score=c.score,
-                votes=c.votes,
-                lprm=c.lprm,
-                step=c.step,
-            )
-            for c in result.candidates
-        ],
+        candidates=[Candidate.model_validate(c, from_attributes=True) for c in result.candidates],
         num_distinct=result.num_distinct,
         num_valid_trajectories=result.num_valid_trajectories,
         num_trajectories=result.num_trajectories,
@@ -238,10 +227,7 @@ def generate_response(
         task=req.task,
         model=work.entry.name,
         seed=work.seed,
-        samples=[
-            Sample(sample=s.sample, valid=s.valid, violations=s.violations, score=s.score, step=s.step)
-            for s in result.samples
-        ],
+        samples=[Sample.model_validate(s, from_attributes=True) for s in result.samples],
         num_valid=result.num_valid,
         num_distinct=result.num_distinct,
         trajectory_steps=result.trajectory_steps,
@@ -274,20 +260,22 @@ async def wait(state: AppState, job: Job, request: Request, watch_disconnect: bo
 
 
 async def answer(
-    state: AppState,
     request: Request,
-    labels: RequestLabels,
-    prepare: Callable[[], Work],
-    respond: Callable[[Work, Result, Timing], BaseModel],
-    streamed: bool,
+    body: Any,
+    width: int,
+    prepare: Callable[[Any, Registry, Settings], Work],
+    respond: Callable[[AppState, Any, Work, Result, Timing], BaseModel],
 ) -> Any:
     """The one path of /solve and /generate: label, check readiness, prepare, admit the rows once,
     then wait and answer plainly, or answer as a stream of events (422 / 429 / 503 stay plain)."""
-    request.state.labels = labels
+    state = app_state(request)
+    endpoint = "solve" if isinstance(body, SolveRequest) else "generate"
+    request.state.labels = RequestLabels(endpoint, body.task, width_label(width))
     if not state.ready:
         state.metrics.rejected.labels(reason="draining" if state.draining else "not_ready").inc()
         raise state.not_ready()
-    work = prepare()
+    work = prepare(body, state.registry, state.settings)
+    streamed = body.stream or stream.MEDIA_TYPE in request.headers.get("accept", "")
     assert state.batcher is not None and state.engine is not None  # ready
     watch = (
         stream.Watch(state.engine, work, getattr(request.state, "arrived", time.monotonic()))
@@ -305,14 +293,14 @@ async def answer(
     )
     if watch is None:
         result, timing = await wait(state, job, request, watch_disconnect=True)
-        return respond(work, result, timing)
+        return respond(state, body, work, result, timing)
     events = stream.events(
         state,
         job,
         watch,
         request,
         wait(state, job, request, watch_disconnect=False),
-        lambda r, t: respond(work, r, t),
+        lambda r, t: respond(state, body, work, r, t),
     )
     return StreamingResponse(events, media_type=stream.MEDIA_TYPE, headers=stream.HEADERS)
 
@@ -320,47 +308,22 @@ async def answer(
 # ----------------------------------------------------------------------------- routes
 
 
-def _streamed(flag: bool, request: Request) -> bool:
-    """`"stream": true` in the body, or an Accept header that asks for text/event-stream."""
-    return flag or stream.MEDIA_TYPE in request.headers.get("accept", "")
+def _sampling(path: str, done: type[BaseModel], event: str, model: type[BaseModel]) -> Any:
+    """A sampling route: answered with `done` as JSON, or as events of `model` then `done`."""
+    answers = {**_ERRORS, **stream.openapi(event, model, done, ProgressEvent)}
+    return router.post(path, response_model=done, responses=answers, dependencies=protected)
 
 
-@router.post(
-    "/solve",
-    response_model=SolveResponse,
-    responses={**_ERRORS, **stream.openapi("candidate", CandidateEvent, SolveResponse, ProgressEvent)},
-    dependencies=protected,
-)
+@_sampling("/solve", SolveResponse, "candidate", CandidateEvent)
 async def solve(body: SolveRequest, request: Request) -> SolveResponse | StreamingResponse:
     """Conditional sampling p(y|x): `width` trajectories for one puzzle, verified and ranked."""
-    state = app_state(request)
-    return await answer(
-        state,
-        request,
-        RequestLabels("solve", body.task, width_label(body.width)),
-        lambda: prepare_solve(body, state.registry, state.settings),
-        lambda work, result, timing: solve_response(state, body, work, result, timing),
-        _streamed(body.stream, request),
-    )
+    return await answer(request, body, body.width, prepare_solve, solve_response)
 
 
-@router.post(
-    "/generate",
-    response_model=GenerateResponse,
-    responses={**_ERRORS, **stream.openapi("sample", SampleEvent, GenerateResponse, ProgressEvent)},
-    dependencies=protected,
-)
+@_sampling("/generate", GenerateResponse, "sample", SampleEvent)
 async def generate(body: GenerateRequest, request: Request) -> GenerateResponse | StreamingResponse:
     """Unconditional sampling p(x) from a generator checkpoint, every sample verified."""
-    state = app_state(request)
-    return await answer(
-        state,
-        request,
-        RequestLabels("generate", body.task, width_label(body.count)),
-        lambda: prepare_generate(body, state.registry, state.settings),
-        lambda work, result, timing: generate_response(state, body, work, result, timing),
-        _streamed(body.stream, request),
-    )
+    return await answer(request, body, body.count, prepare_generate, generate_response)
 
 
 @router.get("/models", response_model=ModelsResponse, responses=_GENERAL, dependencies=protected)

@@ -196,19 +196,10 @@ class Batcher:
         self._update_gauges()
 
     async def run(
-        self,
-        key: str,
-        work: Any,
-        rows: int,
-        steps: int,
-        *,
-        deadline_s: float | None = None,
-        disconnected: Callable[[], Awaitable[None]] | None = None,
-        on_step: StepHook | None = None,
+        self, *job: Any, disconnected: Callable[[], Awaitable[None]] | None = None, **admission: Any
     ) -> tuple[Any, JobTiming]:
-        """Admit `rows` rows, wait for the result; 429 when full, 504 past the deadline."""
-        job = self.submit(key, work, rows, steps, deadline_s=deadline_s, on_step=on_step)
-        return await self.wait(job, disconnected=disconnected)
+        """`submit(*job, **admission)`, then `wait` for the result; 429 when full, 504 past the deadline."""
+        return await self.wait(self.submit(*job, **admission), disconnected=disconnected)
 
     def submit(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,24 +62,19 @@ class Metrics:
     def __init__(self, buckets: tuple[int, ...], max_width: int, slo_seconds: Iterable[float] = ()):
         self.registry = r = CollectorRegistry()
         lat = latency_buckets(slo_seconds)
+        latency = partial(Histogram, buckets=lat, registry=r)
         rows = tuple(float(b) for b in buckets)
         widths = power_buckets(max(max_width, buckets[-1]))
         self.requests = Counter(
             "gram_requests_total", "Requests answered", ["endpoint", "task", "status"], registry=r
         )
-        self.request_duration = Histogram(
-            "gram_request_duration_seconds",
-            "Time from arrival to answer",
-            ["endpoint", "task", "width"],
-            buckets=lat,
-            registry=r,
+        self.request_duration = latency(
+            "gram_request_duration_seconds", "Time from arrival to answer", ["endpoint", "task", "width"]
         )
-        self.queue_wait = Histogram(
+        self.queue_wait = latency(
             "gram_queue_wait_seconds",
             "Time from admission to a request's first computed row",
             ["endpoint", "width"],
-            buckets=lat,
-            registry=r,
         )
         self.request_width = Histogram(
             "gram_request_width",
@@ -88,24 +84,13 @@ class Metrics:
             registry=r,
         )
         self.batch_rows = Histogram("gram_batch_rows", "Real rows per model step", buckets=rows, registry=r)
-        self.batch_padding = Histogram(
-            "gram_batch_padding_ratio",
-            "Padding rows / bucket rows per step",
-            buckets=RATIO_BUCKETS,
-            registry=r,
+        ratio = partial(Histogram, buckets=RATIO_BUCKETS, registry=r)
+        self.batch_padding = ratio("gram_batch_padding_ratio", "Padding rows / bucket rows per step")
+        self.batch_wait = latency(
+            "gram_batch_wait_seconds", "Wait of the oldest row that joins a step, from admission to the step"
         )
-        self.batch_wait = Histogram(
-            "gram_batch_wait_seconds",
-            "Wait of the oldest row that joins a step, from admission to the step",
-            buckets=lat,
-            registry=r,
-        )
-        self.batch_forward = Histogram(
-            "gram_batch_forward_seconds",
-            "Model time of one supervision step",
-            ["bucket"],
-            buckets=lat,
-            registry=r,
+        self.batch_forward = latency(
+            "gram_batch_forward_seconds", "Model time of one supervision step", ["bucket"]
         )
         self.batches = Counter("gram_batches_total", "Model steps by flush reason", ["reason"], registry=r)
         self.rows_processed = Counter(
@@ -133,11 +118,8 @@ class Metrics:
         self.stream_events = Counter(
             "gram_stream_events_total", "Server-Sent Events sent", ["endpoint", "event"], registry=r
         )
-        self.valid_ratio = Histogram(
-            "gram_candidate_valid_ratio",
-            "Fraction of a request's trajectories that the verifier accepts",
-            buckets=RATIO_BUCKETS,
-            registry=r,
+        self.valid_ratio = ratio(
+            "gram_candidate_valid_ratio", "Fraction of a request's trajectories that the verifier accepts"
         )
         self.distinct = Histogram(
             "gram_distinct_candidates", "Distinct candidates per request", buckets=widths, registry=r
