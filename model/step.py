@@ -392,8 +392,13 @@ class TiledStep(Step):
 
     @torch.inference_mode()
     def warm(self, rows: int) -> None:
-        """Every batch runs the same tile: one tile per worker compiles and warms them all."""
-        self(self.blank(min(rows, self.tile_rows * self.workers)))
+        """Every batch runs the same tile: one tile compiles it, on the calling thread (a compile
+        on a worker would hold up the interpreter's exit, which joins the workers), then one
+        tile per worker."""
+        tile = self.blank(min(rows, self.tile_rows))
+        self._run(tile)
+        if self.pool is not None:
+            list(self.pool.map(self._run, [tile] * self.workers))
 
 
 def make_step(

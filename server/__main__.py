@@ -8,6 +8,7 @@ runs it sets torch's threads for the machine and keeps the compile cache on disk
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
@@ -65,6 +66,12 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: None)
     server.run()
+    compiling = app.state.gram.compiling
+    if compiling is not None and compiling.is_alive():
+        # drained and shut down, but a model's step is still compiling: that cannot be stopped,
+        # and the interpreter aborts under it at exit (the compile cache keeps finished entries only)
+        logging.shutdown()
+        os._exit(0)
 
 
 if __name__ == "__main__":
