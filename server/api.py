@@ -341,11 +341,12 @@ async def healthz() -> HealthResponse:
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: _ERRORS[503]})
 async def readyz(request: Request) -> ReadyResponse:
-    """Models loaded and warmed, and not draining; else 503 with the reason."""
+    """Models loaded and warmed, and not draining (with the step each model runs now: "eager" first on
+    CPU, "compiled" once its compile is built); else 503 with the reason."""
     state = app_state(request)
     if not state.ready:
         raise state.not_ready()
-    return ReadyResponse(status="ready", models=list(state.registry.models))
+    return ReadyResponse(status="ready", models=list(state.registry.models), steps=state.registry.steps())
 
 
 @router.get("/metrics", response_class=Response)

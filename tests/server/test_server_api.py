@@ -123,6 +123,7 @@ def test_models_health_ready_docs(live) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200 and set(ready.json()["models"]) == set(TINY)
+        assert ready.json()["steps"] == {m["name"]: m["step"] for m in models}  # which step runs each
         assert client.get("/docs").status_code == 200
         paths = client.get("/openapi.json").json()["paths"]
         assert {"/solve", "/generate", "/models", "/healthz", "/readyz", "/metrics"} <= set(paths)
