@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.eval_sudoku9_served import truly_valid  # the row / column / box / givens check, not tasks'
+from bench.served import truly_valid  # the row / column / box / givens check, not tasks'
 from gram_client import AsyncGramClient, GramClient, GramValidationError
 from gram_client.schemas import SolveResponse
 from tasks.sudoku import solve_all
