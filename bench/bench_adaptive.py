@@ -6,9 +6,10 @@ how many requests per width, and how long each load phase runs. One `python -m s
 task's checkpoint (bench/serverproc.py, compiled steps installed before anything is timed). Every
 measurement is taken twice, one after the other with the same seeds and puzzles:
 
-- fixed: `halt: "never"`, `symmetry: false`, 16 steps (every trajectory runs the whole budget);
-- adaptive: the server's defaults (halt `verified`, the model's default budget and symmetry, GET
-  /models `defaults`); under load 16 steps, as the fixed side.
+- fixed: `halt: "never"`, `symmetry: false`, `stop_after_valid: null`, 16 steps (every trajectory
+  runs the whole budget);
+- adaptive: the server's defaults (halt `verified`, the model's default budget, symmetry and early
+  stop, GET /models `defaults`); under load 16 steps, as the fixed side.
 
 Hands back JSON (--out) and markdown beside it (.md), and prints the markdown: per task and band,
 p50 / p90 latency at each width unloaded, trajectory-steps per request, solved % and coverage %
@@ -50,7 +51,7 @@ TASKS: dict[str, tuple[str, list[str]]] = {
     "sudoku-4": ("sudoku-4", ["sudoku-4"]),
 }
 STEPS = 16
-FIXED = {"halt": "never", "symmetry": False, "steps": STEPS}
+FIXED = {**served.FIXED, "steps": STEPS}
 LOAD_CLIENTS, LOAD_WIDTH = 8, 64
 BATCH_CLIENTS, BATCH_WIDTH = 32, 4
 

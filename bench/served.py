@@ -17,7 +17,8 @@ bench_serve_targets.py measure with. Knows nothing of training.
 
     .venv/bin/python bench/served.py eval --checkpoint checkpoints/sudoku-9 \\
         --generate sudoku-9:36-45 --generate sudoku-9:22-27 --count 30 --width 20 \\
-        --config fixed:halt=never,symmetry=false,steps=16 --grid symmetry=false,true --grid steps=16,64
+        --config fixed:halt=never,symmetry=false,stop_after_valid=null,steps=16 \\
+        --config defaults --grid symmetry=false,true --grid steps=16,64
     .venv/bin/python bench/served.py sudoku9 --puzzles bench/puzzles/sudoku9-external.jsonl
     .venv/bin/python bench/served.py coloring --graphs 100 --width 20
 """
@@ -51,6 +52,9 @@ from tasks.base import Task, TaskError  # noqa: E402
 
 Item = dict[str, Any]  # {"task", "puzzle", "band"}: one puzzle to send
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # Sudoku box rows x columns by n
+# fixed compute: every trajectory runs the whole budget on the puzzle as given, no early stop (null:
+# none, whatever the model's default)
+FIXED = {"halt": "never", "symmetry": False, "stop_after_valid": None}
 
 
 # ----------------------------------------------------------------------------- puzzles
@@ -450,6 +454,11 @@ def gram_env(pairs: list[str]) -> dict[str, str]:
     return {k if k.startswith("GRAM_") else f"GRAM_{k.upper()}": v for k, v in kv}
 
 
+def request_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--fixed", action="store_true", help=f"fixed compute: {json.dumps(FIXED)}")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="another /solve field")
+
+
 def server_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threads", type=int, default=1, help="GRAM_TORCH_THREADS (0: the server's choice)")
     ap.add_argument("--compile", choices=("true", "false"), default="true", help="GRAM_COMPILE_STEP")
@@ -516,13 +525,19 @@ def eval_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return served(args, args.checkpoint, items, configs, warmup, command)
 
 
+def fields_of(args: argparse.Namespace) -> dict[str, Any]:
+    """A subcommand's request fields: --steps when given, FIXED with --fixed, then each --set."""
+    fields = {"steps": args.steps} if args.steps is not None else {}
+    fields |= FIXED if args.fixed else {}
+    return fields | {k: parse_value(v) for k, _, v in (kv.partition("=") for kv in args.set)}
+
+
 def sudoku9_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Sequential 9x9 solves: the file's puzzles (--limit per band), or --requests seeded puzzles of
     --clues clues (tasks.sudoku's generator); --warmup seeded puzzles first."""
     seeded = generated(f"sudoku-9:{args.clues}", args.warmup + (0 if args.puzzles else args.requests), seed=0)
     items = file_puzzles(args.puzzles, args.limit) if args.puzzles else seeded[args.warmup :]
-    fields = {"width": args.width, "steps": args.steps, "halt": args.halt, "symmetry": args.symmetry}
-    configs = {"served": {k: v for k, v in fields.items() if v is not None}}
+    configs = {"fixed" if args.fixed else "served": {"width": args.width, **fields_of(args)}}
     return served(args, [args.checkpoint], items, configs, seeded[: args.warmup], command)
 
 
@@ -531,8 +546,7 @@ def coloring_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
     graphs = fresh_graphs(args.graphs, args.nodes, args.edge_prob, args.seed)
     band = f"fresh G({args.nodes}, {args.edge_prob})"
     items = [{"task": "graph_coloring", "puzzle": {"num_nodes": args.nodes, "edges": e, "num_colors": 3}, "band": band} for e in graphs]  # fmt: skip
-    extra = {k: v for k, v in (("steps", args.steps), ("halt", args.halt), ("symmetry", args.symmetry)) if v is not None}  # fmt: skip
-    configs = {f"width {w}": {"width": w, **extra} for w in dict.fromkeys([1, args.width])}
+    configs = {f"width {w}": {"width": w, **fields_of(args)} for w in dict.fromkeys([1, args.width])}
     return served(args, [args.checkpoint], items, configs, [], command)
 
 
@@ -561,8 +575,7 @@ def parser() -> argparse.ArgumentParser:
     s9.add_argument("--warmup", type=int, default=2, help="seeded puzzles solved first, not counted")
     s9.add_argument("--width", type=int, default=20)
     s9.add_argument("--steps", type=int, default=None, help="default: the model's")
-    s9.add_argument("--halt", default=None, help="verified | head | never (default: the server's)")
-    s9.add_argument("--symmetry", type=parse_value, default=None, help="true | false (default: the model's)")
+    request_args(s9)
     server_args(s9)
     co = sub.add_parser("coloring", help="fresh 3-colourable graphs")
     co.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "graph-coloring-8")
@@ -571,8 +584,7 @@ def parser() -> argparse.ArgumentParser:
     co.add_argument("--edge-prob", type=float, default=0.4)
     co.add_argument("--width", type=int, default=20)
     co.add_argument("--steps", type=int, default=None, help="default: the model's")
-    co.add_argument("--halt", default=None, help="verified | head | never (default: the server's)")
-    co.add_argument("--symmetry", type=parse_value, default=None, help="true | false (default: the model's)")
+    request_args(co)
     co.add_argument("--seed", type=int, default=2026, help="of the graph generator")
     server_args(co)
     return ap

@@ -14,7 +14,7 @@ from bench import bench_adaptive
 
 def test_the_sides() -> None:
     assert bench_adaptive.modes(20, False) == {
-        "fixed": {"halt": "never", "symmetry": False, "steps": 16, "width": 20},
+        "fixed": {"halt": "never", "symmetry": False, "stop_after_valid": None, "steps": 16, "width": 20},
         "adaptive": {"width": 20},
     }
     assert bench_adaptive.modes(64, True)["adaptive"] == {"width": 64, "steps": 16}

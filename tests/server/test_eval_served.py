@@ -145,7 +145,17 @@ def test_sudoku9_reports_bands_through_the_server(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # one server start and eight small solves
 def test_coloring_colours_fresh_graphs_through_the_server(tmp_path: Path) -> None:
-    report = main(["coloring", "--graphs", "4", "--width", "4", "--compile", "false"])
+    report = main(
+        ["coloring", "--graphs", "4", "--width", "4", "--fixed", "--steps", "8", "--compile", "false"]
+    )
     one, wide = report["results"]["width 1"]["all"], report["results"]["width 4"]["all"]
     assert one["puzzles"] == wide["puzzles"] == 4 and report["false_valid"] == 0
+    assert report["configs"]["width 4"] == {
+        "width": 4,
+        "steps": 8,
+        "halt": "never",
+        "symmetry": False,
+        "stop_after_valid": None,
+    }
+    assert wide["trajectory_steps_mean"] == 4 * 8  # fixed: every trajectory the whole budget
     assert wide["solved_pct"] >= 75 and wide["distinct_valid_mean"] >= 1 and wide["checks_disagree"] == 0
