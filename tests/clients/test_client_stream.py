@@ -35,8 +35,8 @@ def same_answer(a: SolveResponse | GenerateResponse, b: SolveResponse | Generate
 
 def test_solve_stream_sync_typed_events_then_the_answer(bundled_live: ServerProcess) -> None:
     with GramClient(bundled_live.url) as gram:
-        events = list(gram.solve_stream("sudoku", PUZZLE, width=16, steps=8, seed=4))
-        plain = gram.solve("sudoku", PUZZLE, width=16, steps=8, seed=4)
+        events = list(gram.solve_stream("sudoku", PUZZLE, width=16, steps=8, seed=4, halt="never"))
+        plain = gram.solve("sudoku", PUZZLE, width=16, steps=8, seed=4, halt="never")
     assert isinstance(events[-1], SolveResponse) and same_answer(events[-1], plain)
     progress = [e for e in events if isinstance(e, ProgressEvent)]
     assert [p.step for p in progress] == list(range(1, 9))
@@ -67,7 +67,7 @@ def test_stream_errors_before_and_after_it_began(bundled_live: ServerProcess) ->
         with pytest.raises(GramValidationError) as info:
             list(gram.solve_stream("sudoku", "11" + "." * 14, width=4))
         assert info.value.status == 422 and info.value.type == "invalid_puzzle"
-        events = list(gram.solve_stream("sudoku", PUZZLE, width=64, steps=64, deadline_ms=50))
+        events = list(gram.solve_stream("sudoku", PUZZLE, width=64, steps=64, deadline_ms=50, halt="never"))
     assert isinstance(events[-1], ErrorResponse)
     assert events[-1].error.type == "deadline_exceeded"
     assert not any(isinstance(e, SolveResponse) for e in events)
@@ -81,7 +81,21 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_solve_stream_prints_progress_and_each_candidate(bundled_live: ServerProcess) -> None:
     url = ["--url", bundled_live.url]
-    done = cli(*url, "solve", "sudoku", PUZZLE, "--stream", "--width", "16", "--steps", "8", "--seed", "4")
+    done = cli(
+        *url,
+        "solve",
+        "sudoku",
+        PUZZLE,
+        "--stream",
+        "--width",
+        "16",
+        "--steps",
+        "8",
+        "--seed",
+        "4",
+        "--halt",
+        "never",
+    )
     assert done.returncode == 0, done.stderr
     progress = [line for line in done.stderr.splitlines() if line.startswith("step ")]
     assert [line.split()[1] for line in progress] == [f"{s}/8" for s in range(1, 9)]
@@ -89,14 +103,39 @@ def test_cli_solve_stream_prints_progress_and_each_candidate(bundled_live: Serve
     assert "│ 2 4 │ 3 1 │" in done.stdout  # the board, rendered as the plain command renders it
     assert "trajectories valid" in done.stdout.splitlines()[-1]
 
-    as_json = cli(*url, "--json", "solve", "sudoku", PUZZLE, "--stream", "--width", "8", "--steps", "4")
+    as_json = cli(
+        *url,
+        "--json",
+        "solve",
+        "sudoku",
+        PUZZLE,
+        "--stream",
+        "--width",
+        "8",
+        "--steps",
+        "4",
+        "--halt",
+        "never",
+    )
     assert as_json.returncode == 0, as_json.stderr
     lines = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert [e["event"] for e in lines].count("progress") == 4
     assert lines[-1]["event"] == "done" and lines[-1]["data"]["width"] == 8
 
     late = cli(
-        *url, "solve", "sudoku", PUZZLE, "--stream", "--width", "64", "--steps", "64", "--deadline-ms", "50"
+        *url,
+        "solve",
+        "sudoku",
+        PUZZLE,
+        "--stream",
+        "--width",
+        "64",
+        "--steps",
+        "64",
+        "--deadline-ms",
+        "50",
+        "--halt",
+        "never",
     )
     assert late.returncode == 1
     assert "200 deadline_exceeded" in late.stderr
