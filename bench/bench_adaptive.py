@@ -96,11 +96,10 @@ def under_load(url: str, pool: list[served.Item], seconds: float, rounds: int) -
     out: dict[str, Any] = {f"clients{LOAD_CLIENTS}_width{LOAD_WIDTH}": {}}
     for side, runs in wide.items():
         out[f"clients{LOAD_CLIENTS}_width{LOAD_WIDTH}"][side] = {
-            "requests_per_s": statistics.median(x["requests_per_s"] for x in runs),
-            "traj_steps_per_s": statistics.median(x["traj_steps_per_s"] for x in runs),
-            "trajectory_steps_per_request": statistics.median(
-                x["trajectory_steps_per_request"] for x in runs
-            ),
+            **{
+                key: round(statistics.median(x[key] for x in runs), 3)
+                for key in ("requests_per_s", "traj_steps_per_s", "trajectory_steps_per_request")
+            },
             "rounds": runs,
         }
     out[f"width{BATCH_WIDTH}_clients{BATCH_CLIENTS}_vs_1"] = {
@@ -147,7 +146,21 @@ def ratios(report: dict[str, Any]) -> None:
 
 
 def cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+    """A number for a table: "-" for none, a float to at most 3 decimals and 6 significant digits."""
+    return "-" if value is None else f"{round(value, 3):g}" if isinstance(value, float) else str(value)
+
+
+def row(label: str, f: dict[str, Any], a: dict[str, Any], steps: bool) -> str:
+    """A load table row: requests/s of both sides, their ratio, each over the ceiling (and steps)."""
+    per = (
+        f"{cell(f['trajectory_steps_per_request'])} / {cell(a['trajectory_steps_per_request'])}"
+        if steps
+        else ""
+    )
+    return (
+        f"| {label} | {cell(f['requests_per_s'])} / {cell(a['requests_per_s'])} | "
+        f"{a['requests_per_s'] / f['requests_per_s']:.2f}x | {cell(f['of_ceiling'])} / {cell(a['of_ceiling'])} | {per} |"
+    )
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -177,33 +190,27 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     for task, load in report["load"].items():
         f, a = (load[f"clients{LOAD_CLIENTS}_width{LOAD_WIDTH}"][s] for s in ("fixed", "adaptive"))
-        lines.append(
-            f"| {task} | {LOAD_CLIENTS} clients x width {LOAD_WIDTH}, {STEPS} steps | {f['requests_per_s']} / "
-            f"{a['requests_per_s']} | {a['requests_per_s'] / f['requests_per_s']:.2f}x | {f['of_ceiling']} / "
-            f"{a['of_ceiling']} | {f['trajectory_steps_per_request']} / {a['trajectory_steps_per_request']} |"
-        )
+        lines.append(row(f"{task} | {LOAD_CLIENTS} clients x width {LOAD_WIDTH}, {STEPS} steps", f, a, True))
         b = load[f"width{BATCH_WIDTH}_clients{BATCH_CLIENTS}_vs_1"]
         for name, label in (
             ("clients1", "one client"),
             (f"clients{BATCH_CLIENTS}", f"{BATCH_CLIENTS} clients"),
         ):
-            f, a = b["fixed"][name], b["adaptive"][name]
             lines.append(
-                f"| {task} | width {BATCH_WIDTH}, {label} | {f['requests_per_s']} / {a['requests_per_s']} "
-                f"| {a['requests_per_s'] / f['requests_per_s']:.2f}x | {f['of_ceiling']} / {a['of_ceiling']} | |"
+                row(f"{task} | width {BATCH_WIDTH}, {label}", b["fixed"][name], b["adaptive"][name], False)
             )
         key = f"requests_ratio_{BATCH_CLIENTS}_vs_1"
         lines.append(
-            f"| {task} | width {BATCH_WIDTH}: {BATCH_CLIENTS} clients vs one | {b['fixed'][key]}x / "
-            f"{b['adaptive'][key]}x | | | |"
+            f"| {task} | width {BATCH_WIDTH}: {BATCH_CLIENTS} clients vs one | {cell(b['fixed'][key])}x / "
+            f"{cell(b['adaptive'][key])}x | | | |"
         )
     lines += ["", "| task | matmul MFLOP / trajectory-step | best fp32 GEMM: trajectory-steps/s (GFLOP/s) "
               f"| ceiling requests/s at width {LOAD_WIDTH} / {BATCH_WIDTH}, {STEPS} steps |", "|---|---:|---:|---:|"]  # fmt: skip
     for task, c in report["ceiling"].items():
         lines.append(
-            f"| {task} | {c['matmul_mflop_per_traj_step']} | {c['best_fp32_gemm_traj_steps_per_s']} "
-            f"({c['best_fp32_gflops']}) | {c[f'requests_per_s_width{LOAD_WIDTH}']} / "
-            f"{c[f'requests_per_s_width{BATCH_WIDTH}']} |"
+            f"| {task} | {cell(c['matmul_mflop_per_traj_step'])} | {cell(c['best_fp32_gemm_traj_steps_per_s'])} "
+            f"({cell(c['best_fp32_gflops'])}) | {cell(c[f'requests_per_s_width{LOAD_WIDTH}'])} / "
+            f"{cell(c[f'requests_per_s_width{BATCH_WIDTH}'])} |"
         )
     return "\n".join(lines) + "\n"
 
