@@ -199,7 +199,8 @@ class GRAM(nn.Module):
         nn.init.constant_(self.halt_head.bias, -3.0)
 
     def set_impl(self, impl: str) -> GRAM:
-        """Route every fused op through kernels' `impl` ("auto": Triton on CUDA, reference on CPU)."""
+        """Route every fused op through kernels' `impl` ("auto": Triton on CUDA; on CPU the ops' PyTorch
+        code, run eagerly or fused by the compiled step of model/step.py)."""
         self.impl = impl
         for module in self.modules():
             if isinstance(module, SwiGLU | Block):
