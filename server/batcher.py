@@ -381,7 +381,9 @@ class Batcher:
         if not self.continuous and any(started.values()):
             options = started  # static batching: nothing joins until the running rows are done
         else:
-            options = {j: list(j.chunks) for j in jobs}
+            # a job's rows furthest behind first (queued ones at 0): its rows stay in step, so a
+            # stop_after_valid cut, which waits for the slowest row, is found early
+            options = {j: sorted(j.chunks, key=lambda c: c.steps_done) for j in jobs}
         one_pass = len(jobs) > 1 and any(j.rows <= self.chunk_rows for j in jobs)
         room, picked = self.max_batch_rows, []
         cursor = dict.fromkeys(jobs, 0)
