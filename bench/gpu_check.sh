@@ -2,13 +2,13 @@
 # GPU check of GRAM serve, made for a short GPU run on a machine without a package registry:
 # Python 3.12 with torch, triton, numpy, httpx and prometheus-client, nothing else of ours.
 #
-# Before (here, with the registry): bench/gpu_wheels.sh   (fills the git-ignored .whl/, ~6 MB)
-# Then, with the device tool, from the repository root:
-#   run(command="bash bench/gpu_check.sh \"$OUT\"", carry=[".whl"], timeout_s=560)
+# Before, on a machine with the registry: bench/gpu_wheels.sh   (fills the git-ignored .whl/, ~6 MB)
+# Then on the GPU machine, with the repository and its .whl/ copied there, from the repository root:
+#   timeout 560 bash bench/gpu_check.sh OUTDIR
 # It keeps to GPU_CHECK_BUDGET_S (default 500 s) in all: every phase runs under `timeout -k` of
 # min(its cap, the time left), writes its results as they come, and summary.json is rewritten after
 # each phase, so whatever stops it, OUTDIR says what ran. Only some phases (env always runs):
-#   run(command="GPU_CHECK_PHASES='pytest serve' bash bench/gpu_check.sh \"$OUT\"", carry=[".whl"], ...)
+#   GPU_CHECK_PHASES='pytest serve' bash bench/gpu_check.sh OUTDIR
 #
 # Phases, in this order (each writes OUTDIR/<phase>.log and its own results):
 #   env      nvidia-smi, python / torch / CUDA / triton versions (env.txt); installs .whl/ into a

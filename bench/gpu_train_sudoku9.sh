@@ -3,11 +3,11 @@
 # evaluate both by clue band, and ship checkpoints that load on CPU. The machine has Python 3.12 with torch,
 # triton and numpy, and no package registry: the rest comes from .whl/ (bench/gpu_wheels.sh).
 #
-# Before (here): bench/gpu_wheels.sh, and the data, so that the GPU's minutes go to training:
+# Before, on a machine with the registry: bench/gpu_wheels.sh, and the data, so that the GPU's minutes
+# go to training:
 #   .venv/bin/python -m tasks.build --out runs/gpu-data --only sudoku-9
-# Then, with the device tool, from the repository root:
-#   run(command="GPU_TRAIN_DATA=runs/gpu-data bash bench/gpu_train_sudoku9.sh \"$OUT\"",
-#       carry=[".whl", "runs/gpu-data"], timeout_s=600)
+# Then on the GPU machine, with the repository, .whl/ and runs/gpu-data copied there, from its root:
+#   GPU_TRAIN_DATA=runs/gpu-data timeout 600 bash bench/gpu_train_sudoku9.sh OUTDIR
 # Without the bands in GPU_TRAIN_DATA (default data) it builds them first (one to two minutes).
 # It keeps to GPU_TRAIN_BUDGET_S (default 560 s) in all: each phase runs under `timeout -k` of
 # min(its cap, the time left), and summary.json is rewritten after each phase.
