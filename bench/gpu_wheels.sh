@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${PYTHON:-.venv/bin/python}"
-limit_kib=$((16 * 1024))  # the device tool carries 64 MiB in all: keep the wheels well under it
+limit_kib=$((16 * 1024))  # what is copied to the GPU machine is capped at 64 MiB: keep the wheels well under it
 
 rm -rf .whl
 mkdir -p .whl

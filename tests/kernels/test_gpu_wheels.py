@@ -64,4 +64,4 @@ def test_downloaded_wheels_install_on_cpython_312_manylinux():
         assert tags & supported, f"{wheel.name} does not install on CPython 3.12 manylinux x86_64"
         got[name] = str(ver)
     assert got == listed()
-    assert sum(w.stat().st_size for w in wheels) < 16 * 2**20  # the device tool carries 64 MiB in all
+    assert sum(w.stat().st_size for w in wheels) < 16 * 2**20  # GPU copies: 64 MiB cap
