@@ -327,13 +327,17 @@ def build_sudoku_small(n: int, cfg: BuildConfig, rng: np.random.Generator) -> tu
 
 
 SUDOKU9_BANDS = ((36, 45), (28, 35), (22, 27))  # held-out clue bands of sudoku-9, easy to hard
+HARD = partial(hard_puzzle, tries=3)  # sudoku-9-hard's puzzles: beyond naked and hidden singles
 
 
 def _sudoku9_draw(
     task: SudokuTask, count: int, clues: tuple[int, int], rng: np.random.Generator, seen: set[bytes], desc: str,
-    cfg: BuildConfig,
+    cfg: BuildConfig, make: Callable[..., np.ndarray | None] = make_puzzle,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """`count` distinct puzzles (not in `seen`, which grows) with givens in `clues`, with difficulty."""
+    """`count` distinct puzzles (not in `seen`, which grows) with givens in `clues`, with difficulty.
+    `make(grid, target givens, rng)` makes each one (`make_puzzle`; `hard_puzzle` for puzzles that
+    singles alone cannot solve, whose count can end above the target); None or a local minimum above
+    the band: draw again."""
     lo, hi = clues
     puzzles: list[np.ndarray] = []
     grids: list[np.ndarray] = []
@@ -341,9 +345,11 @@ def _sudoku9_draw(
     with _bar(cfg, count, desc) as bar:
         while len(puzzles) < count:
             grid = random_grid(9, rng)
-            puzzle = make_puzzle(grid, int(rng.integers(lo, hi + 1)), rng)
+            puzzle = make(grid, int(rng.integers(lo, hi + 1)), rng)
+            if puzzle is None:
+                continue
             given = int(np.count_nonzero(puzzle))
-            if given > hi or puzzle.tobytes() in seen:  # a local minimum above the band: draw again
+            if given > hi or puzzle.tobytes() in seen:
                 continue
             seen.add(puzzle.tobytes())
             puzzles.append(puzzle)
@@ -415,35 +421,6 @@ def build_sudoku9(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, d
     return splits, params
 
 
-def _sudoku9_hard_draw(
-    task: SudokuTask, count: int, clues: tuple[int, int], rng: np.random.Generator, seen: set[bytes], desc: str,
-    cfg: BuildConfig,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """`count` distinct puzzles (not in `seen`, which grows) that singles alone cannot solve, target
-    givens uniform in `clues` (`hard_puzzle`: the count can end above the target, never below the
-    grid's minimal puzzle), with difficulty."""
-    lo, hi = clues
-    puzzles: list[np.ndarray] = []
-    grids: list[np.ndarray] = []
-    rows: list[tuple[int, bool, int]] = []
-    with _bar(cfg, count, desc) as bar:
-        while len(puzzles) < count:
-            grid = random_grid(9, rng)
-            puzzle = hard_puzzle(grid, int(rng.integers(lo, hi + 1)), rng, tries=3)
-            if puzzle is None or np.count_nonzero(puzzle) > hi or puzzle.tobytes() in seen:
-                continue
-            seen.add(puzzle.tobytes())
-            puzzles.append(puzzle)
-            grids.append(grid)
-            rows.append((int(np.count_nonzero(puzzle)), *difficulty(puzzle)))
-            bar.update()
-    split = _sudoku_split(task, puzzles, grids)
-    split["clues"] = np.array([r[0] for r in rows], dtype=np.int8).reshape(-1)
-    split["singles"] = np.array([r[1] for r in rows], dtype=np.uint8).reshape(-1)
-    split["guesses"] = np.array([r[2] for r in rows], dtype=np.int32).reshape(-1)
-    return split
-
-
 def build_sudoku9_hard(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
     """sudoku-9 with a hard share. Held out: the three clue bands of sudoku-9, the same puzzles (its
     streams, so the bands compare across keys and none is trained on), and test-hard: hard9_test
@@ -457,14 +434,14 @@ def build_sudoku9_hard(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Spli
     seen: set[bytes] = set()
     splits, _ = _sudoku9_bands(cfg, _rng(cfg, "sudoku-9"), seen)
     streams = [np.random.default_rng(s) for s in rng.integers(2**63, size=4)]
-    splits["test-hard"] = _sudoku9_hard_draw(
-        task, cfg.hard9_test, cfg.hard9_clues, streams[0], seen, "test-hard", cfg
+    splits["test-hard"] = _sudoku9_draw(
+        task, cfg.hard9_test, cfg.hard9_clues, streams[0], seen, "test-hard", cfg, HARD
     )
     bands = [*(f"test-{lo}-{hi}" for lo, hi in SUDOKU9_BANDS), "test-hard"]
     splits["test"] = _interleave([splits[name] for name in bands])
     hard = int(round(cfg.hard9_train * cfg.hard9_share))
     parts = [
-        _sudoku9_hard_draw(task, hard, cfg.hard9_clues, streams[1], seen, "train hard", cfg),
+        _sudoku9_draw(task, hard, cfg.hard9_clues, streams[1], seen, "train hard", cfg, HARD),
         _sudoku9_draw(task, cfg.hard9_train - hard, cfg.sudoku9_clues, streams[2], seen, "train", cfg),
     ]
     order = streams[3].permutation(cfg.hard9_train)
