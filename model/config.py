@@ -95,7 +95,7 @@ def task_of(cfg: ModelConfig) -> Task:
 @dataclass(frozen=True)
 class TrainConfig:
     data_dir: str = "data"
-    data_key: str = ""  # split key under data_dir, e.g. "nqueens-8"; default: "<task>-<task_size>"
+    data_key: str = ""  # key under data_dir, e.g. "nqueens-8"; "a+b": both; default "<task>-<task_size>"
     out_dir: str = "runs/default"
     seed: int = 0
     init_from: str = ""  # a checkpoint directory whose matching weights start a fresh run (not a resume)
@@ -107,7 +107,10 @@ class TrainConfig:
     # "data": a slot is taught its row's completion for all its supervision steps | "nearest": from
     # its second step on, the completion of its input (any of them is right) that the previous step's
     # logits rate likeliest, so a multi-solution input is taught the answer the model is heading for
-    # instead of the average of all of them (multiple-choice learning); needs augment off
+    # instead of the average of all of them (multiple-choice learning); needs augment off |
+    # "search": the same idea where the completions are too many to list (a near-blank 9x9 board):
+    # from its second step on, the completion the task's guided search (Task.guided_completion)
+    # finds following the previous step's logits; the row's own target where the search finds none
     target: str = "data"
     augment: bool = False  # each refilled slot's example under a random task symmetry (Task.augment)
     lr: float = 1e-4
@@ -144,8 +147,8 @@ class TrainConfig:
             raise ValueError(f"kl_reduction must be 'elbo', 'sum_d' or 'mean', got {self.kl_reduction!r}")
         if self.kl_transitions not in ("all", "last"):
             raise ValueError(f"kl_transitions must be 'all' or 'last', got {self.kl_transitions!r}")
-        if self.target not in ("data", "nearest"):
-            raise ValueError(f"target must be 'data' or 'nearest', got {self.target!r}")
+        if self.target not in ("data", "nearest", "search"):
+            raise ValueError(f"target must be 'data', 'nearest' or 'search', got {self.target!r}")
         if self.target == "nearest" and self.augment:
             raise ValueError(
                 "target 'nearest' reads the completions of unaugmented inputs: set augment = false"

@@ -32,7 +32,7 @@ from model.loss import nearest_completion, step_loss
 from model.network import GRAM, Carry, StepOutput
 from model.sampling import solve
 from model.step import has_amx_bf16
-from tasks.base import BLANK
+from tasks.base import BLANK, Task
 from tasks.data import load_split
 
 
@@ -45,14 +45,17 @@ def load_examples(
     mc: ModelConfig, tc: TrainConfig, split: str
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(inputs (M, L), targets (M, L_out)) int64 and each row's group (M,), the index of its
-    distinct input (tasks/data.py); unconditional models read an all-blank input."""
-    data = load_split(tc.data_dir, tc.data_key or f"{mc.task}-{mc.task_size}", split)
-    y = torch.from_numpy(np.asarray(data["targets"], dtype=np.int64))
+    distinct input (tasks/data.py); unconditional models read an all-blank input. A data_key of
+    several keys joined by "+" reads their splits one after the other (groups kept apart)."""
+    keys = (tc.data_key or f"{mc.task}-{mc.task_size}").split("+")
+    parts = [load_split(tc.data_dir, key, split) for key in keys]
+    y = torch.from_numpy(np.concatenate([np.asarray(d["targets"], dtype=np.int64) for d in parts]))
     if mc.conditional:
-        x = torch.from_numpy(np.asarray(data["inputs"], dtype=np.int64))
+        x = torch.from_numpy(np.concatenate([np.asarray(d["inputs"], dtype=np.int64) for d in parts]))
     else:
         x = torch.full((len(y), mc.seq_len), BLANK, dtype=torch.int64)
-    return x, y, data["group"]
+    offsets = np.cumsum([0] + [int(d["group"].max()) + 1 for d in parts[:-1]])
+    return x, y, np.concatenate([d["group"] + o for d, o in zip(parts, offsets, strict=True)])
 
 
 class Completions:
@@ -74,6 +77,18 @@ class Completions:
             options = torch.from_numpy(self.unique[self.chunk_of_row[row]])
             cands[slot, : len(options)] = options
             valid[slot] = torch.arange(self.width, device=valid.device) < len(options)
+
+
+def searched_targets(task: Task, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """train.target = "search": each row's completion that the task's search finds following its
+    logits (R, L, V); a row keeps its target y where the search finds none."""
+    logp = torch.log_softmax(logits.float(), -1).cpu().numpy()
+    out = y.clone()
+    for r, (xr, lr) in enumerate(zip(x.numpy(), logp, strict=True)):
+        found = task.guided_completion(xr, lr)
+        if found is not None:
+            out[r] = torch.from_numpy(found)
+    return out
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -309,6 +324,8 @@ def train(mc: ModelConfig, tc: TrainConfig, resume: bool = True, preset: str = "
         sup_done += 1
         if tc.target == "nearest":  # every slot's next step is taught the completion it heads for
             y_slot = nearest_completion(res.logits.detach(), cands, valid).cpu()
+        elif tc.target == "search":
+            y_slot = searched_targets(task, x_slot, res.logits.detach(), y_slot)
         done = sup_done >= tc.n_sup
         if tc.halt_in_training:
             done |= (res.q_halt.detach() > 0).cpu() & exact.cpu()

@@ -83,6 +83,12 @@ class Task(ABC):
     def enumerate_solutions(self, instance: Any, cap: int | None = None) -> list[np.ndarray]:
         """All solutions of an instance as (out_len,) token arrays, up to `cap` (None = all)."""
 
+    def guided_completion(self, inputs: np.ndarray, logp: np.ndarray) -> np.ndarray | None:
+        """A completion of the input ((seq_len,) tokens) that the per-position log-probabilities
+        logp ((out_len, vocab)) favour, found by search (train.target = "search"); None when the
+        search finds none. Tasks whose completions are too many to list implement it."""
+        raise NotImplementedError(f"{self.name} has no guided completion search")
+
     @abstractmethod
     def to_puzzle(self, instance: Any) -> Any:
         """Instance -> task-native puzzle (JSON-serialisable); `parse(to_puzzle(i))` rebuilds `i`."""

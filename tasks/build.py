@@ -63,9 +63,9 @@ class BuildConfig:
     hard9_share: float = 0.5  # sudoku-9-hard: share of train puzzles that singles alone cannot solve
     hard9_clues: tuple[int, int] = (22, 35)  # sudoku-9-hard: target givens of those, uniform (inclusive)
     hard9_test: int = 300  # sudoku-9-hard: held-out puzzles of the hard band (test-hard)
-    gen9_base: int = 2000  # sudoku-9-gen: random complete grids, each shuffled gen9_shuffles times
-    gen9_shuffles: int = 25
-    gen9_test: int = 1000
+    open9_train: int = 20000  # sudoku-9-open: boards cut from random grids, uniqueness not asked
+    open9_test: int = 300
+    open9_clues: tuple[int, int] = (0, 45)  # sudoku-9-open: givens kept, uniform (inclusive)
     progress: bool = True
 
 
@@ -467,29 +467,32 @@ def build_sudoku4_gen(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Split
     return {"train": split, "test": split}, {"grids": len(grids)}
 
 
-def build_sudoku9_gen(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
-    """Unconditional 9x9: blank board -> complete grids, from gen9_base random grids each shuffled
-    gen9_shuffles times (distinct); test grids are further distinct grids not in train."""
+def build_sudoku9_open(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Splits, dict[str, Any]]:
+    """9x9 boards from nothing or a few givens: each row a random complete grid with a random
+    `open9_clues` share of its cells kept (target givens uniform in the range, inclusive; 0 = the
+    blank board), uniqueness not asked, so most rows have many completions and the row's grid is
+    only one of them (train with target = "search"). `group` numbers the distinct inputs (every
+    blank row shares one); `clues` gives each row's givens. Train and test come from one stream."""
     task = SudokuTask(9)
-    total = cfg.gen9_base * cfg.gen9_shuffles + cfg.gen9_test
-    seen: set[bytes] = set()
+    lo, hi = cfg.open9_clues
+    total = cfg.open9_train + cfg.open9_test
+    puzzles: list[np.ndarray] = []
     grids: list[np.ndarray] = []
-    with _bar(cfg, total, "sudoku-9-gen") as bar:
-        while len(grids) < total:
-            grid = random_grid(9, rng)
-            for _ in range(min(cfg.gen9_shuffles, total - len(grids))):
-                g = apply_symmetry(grid, random_symmetry(9, rng))
-                if g.tobytes() not in seen:
-                    seen.add(g.tobytes())
-                    grids.append(g)
-                    bar.update()
-    cut = total - cfg.gen9_test
-    blank = np.zeros(81, dtype=np.int64)
-    splits = {
-        "train": _sudoku_split(task, [blank] * cut, grids[:cut]),
-        "test": _sudoku_split(task, [blank] * (total - cut), grids[cut:]),
-    }
-    return splits, {"base_grids": cfg.gen9_base, "shuffles": cfg.gen9_shuffles}
+    for _ in range(total):
+        grid = random_grid(9, rng)
+        keep = rng.permutation(81)[: int(rng.integers(lo, hi + 1))]
+        puzzle = np.zeros(81, dtype=np.int8)
+        puzzle[keep] = grid[keep]
+        puzzles.append(puzzle)
+        grids.append(grid)
+    splits: Splits = {}
+    for name, part in (("train", slice(0, cfg.open9_train)), ("test", slice(cfg.open9_train, total))):
+        split = _sudoku_split(task, puzzles[part], grids[part])
+        index: dict[bytes, int] = {}
+        split["group"] = np.array([index.setdefault(p.tobytes(), len(index)) for p in puzzles[part]], dtype=np.int32)
+        split["clues"] = np.array([np.count_nonzero(p) for p in puzzles[part]], dtype=np.int8).reshape(-1)
+        splits[name] = split
+    return splits, {"clues": [lo, hi], "blank_rows": {k: int((v["clues"] == 0).sum()) for k, v in splits.items()}}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -503,7 +506,7 @@ BUILDERS: dict[
     "sudoku-9": ("sudoku", 9, build_sudoku9),
     "sudoku-9-hard": ("sudoku", 9, build_sudoku9_hard),
     "sudoku-4-gen": ("sudoku", 4, build_sudoku4_gen),
-    "sudoku-9-gen": ("sudoku", 9, build_sudoku9_gen),
+    "sudoku-9-open": ("sudoku", 9, build_sudoku9_open),
     "nqueens-8": ("nqueens", 8, partial(build_nqueens, 8)),
     "nqueens-10": ("nqueens", 10, partial(build_nqueens, 10)),
     "nqueens-8-givens": ("nqueens", 8, partial(build_nqueens_givens, 8)),

@@ -158,12 +158,19 @@ def _search(
     cap: int | None,
     rng: np.random.Generator | None,
     guesses: list[int] | None = None,
+    prefer: list[list[int]] | None = None,
+    scan: list[int] | None = None,
+    max_nodes: int = 0,
 ) -> list[list[int]]:
     """Depth-first search over bitmasks, most-constrained cell first; returns up to `cap` solutions.
 
     `grid` is a flat list of digits (0 = blank); it must not already contain a clash (returns []).
     With `rng`, the digits of each cell are tried in a random order (used to draw random grids).
     With `guesses` ([0]), guesses[0] counts the digits tried at cells that had two or more candidates.
+    With `prefer` (per cell, the digits 1..n best first), each cell's digits are tried in that
+    order; `scan` (the cells in any order) says which of equally constrained cells is taken first
+    (the earliest in it; default: grid order). `max_nodes` > 0 gives up after that many placements
+    (returns what was found by then).
     """
     geo = geometry(n)
     row, col, box = geo.row, geo.col, geo.box
@@ -177,12 +184,13 @@ def _search(
             rows[row[i]] |= bit
             cols[col[i]] |= bit
             boxes[box[i]] |= bit
-    empties = [i for i, d in enumerate(grid) if d == 0]
+    empties = [i for i in (scan if scan is not None else range(len(grid))) if grid[i] == 0]
     m = len(empties)
     grid = list(grid)
     found: list[list[int]] = []
+    nodes = [0]
 
-    def descend(k: int) -> bool:  # True = stop (cap reached)
+    def descend(k: int) -> bool:  # True = stop (cap or max_nodes reached)
         if k == m:
             found.append(grid.copy())
             return cap is not None and len(found) >= cap
@@ -200,12 +208,19 @@ def _search(
         empties[k], empties[best] = empties[best], empties[k]
         i = empties[k]
         r, c, b = row[i], col[i], box[i]
-        bits = [1 << d for d in range(n) if best_mask >> d & 1]
+        if prefer is not None:
+            bits = [1 << (d - 1) for d in prefer[i] if best_mask >> (d - 1) & 1]
+        else:
+            bits = [1 << d for d in range(n) if best_mask >> d & 1]
         if rng is not None:
             bits = [bits[j] for j in rng.permutation(len(bits))]
         for bit in bits:
             if guesses is not None and best_count > 1:
                 guesses[0] += 1
+            nodes[0] += 1
+            if max_nodes and nodes[0] > max_nodes:
+                grid[i] = 0
+                return True
             rows[r] |= bit
             cols[c] |= bit
             boxes[b] |= bit
@@ -526,6 +541,19 @@ class SudokuTask(Task):
     def enumerate_solutions(self, instance: SudokuInstance, cap: int | None = None) -> list[np.ndarray]:
         found = _search([int(d) for d in instance.givens], self.size, cap, None)
         return [self.digits_to_tokens(np.array(s)) for s in found]
+
+    def guided_completion(self, inputs: np.ndarray, logp: np.ndarray, max_nodes: int = 4000) -> np.ndarray | None:
+        """A completion of the puzzle `inputs` ((n*n,) tokens) that logp ((n*n, vocab)) favours:
+        the exact search with each cell's digits tried likeliest first and, of equally constrained
+        cells, the most confident first; None if the givens clash or `max_nodes` placements find none.
+        With one completion it is that one; from a blank board, a grid near the model's guess."""
+        n = self.size
+        digit_logp = np.asarray(logp)[:, DIGIT0 : DIGIT0 + n]
+        prefer = (np.argsort(-digit_logp, axis=1, kind="stable") + 1).tolist()
+        scan = np.argsort(-digit_logp.max(axis=1), kind="stable").tolist()
+        givens = self.tokens_to_digits(inputs).tolist()
+        found = _search(givens, n, 1, None, prefer=prefer, scan=scan, max_nodes=max_nodes)
+        return self.digits_to_tokens(np.array(found[0])) if found else None
 
     def augment(
         self, inputs: np.ndarray, targets: np.ndarray, rng: np.random.Generator

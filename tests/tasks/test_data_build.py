@@ -20,9 +20,8 @@ SMALL = BuildConfig(
     sudoku_small_minimal=8,
     sudoku9_train=6,
     sudoku9_test=2,
-    gen9_base=4,
-    gen9_shuffles=5,
-    gen9_test=6,
+    open9_train=40,
+    open9_test=6,
     progress=False,
 )
 KEYS = (
@@ -32,7 +31,7 @@ KEYS = (
     "sudoku-4",
     "sudoku-9",
     "sudoku-4-gen",
-    "sudoku-9-gen",
+    "sudoku-9-open",
 )
 
 
@@ -172,9 +171,21 @@ def test_unconditional_sets(built):
         "distinct_inputs"
     ] == 1
     assert task.verify(task.blank_instance(), train["targets"]).valid.all()
-    nine = load_split(built, "sudoku-9-gen", "train")
-    assert len(rows_as_set(nine["targets"])) == 20
-    assert get_task("sudoku", 9).verify(get_task("sudoku", 9).blank_instance(), nine["targets"]).valid.all()
+
+
+
+def test_open_sudoku9(built):
+    """sudoku-9-open: every row's grid is a valid completion of its input, which keeps `clues` of
+    its cells; blank rows share one group."""
+    task = get_task("sudoku", 9)
+    for split in ("train", "test"):
+        data = load_split(built, "sudoku-9-open", split)
+        assert len(data["inputs"]) == {"train": 40, "test": 6}[split]
+        for x, y, clues in zip(data["inputs"], data["targets"], data["clues"], strict=True):
+            assert task.verify(task.decode_input(x), y[None]).valid[0]
+            assert (x != 1).sum() == clues and 0 <= clues <= 45
+        blank = (data["inputs"] == 1).all(axis=1)
+        assert len(set(data["group"][blank])) <= 1 and len(set(data["group"])) == len(data["group"]) - max(0, blank.sum() - 1)
 
 
 def test_loader_errors(built):
