@@ -29,12 +29,10 @@ from tasks.graph_coloring import COLOR0, GraphColoringTask, GraphInstance, enume
 from tasks.nqueens import NQueensTask, all_solutions
 from tasks.sudoku import (
     SudokuTask,
-    apply_symmetry,
     difficulty,
     hard_puzzle,
     make_puzzle,
     random_grid,
-    random_symmetry,
     solve_all,
 )
 
@@ -489,10 +487,15 @@ def build_sudoku9_open(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Spli
     for name, part in (("train", slice(0, cfg.open9_train)), ("test", slice(cfg.open9_train, total))):
         split = _sudoku_split(task, puzzles[part], grids[part])
         index: dict[bytes, int] = {}
-        split["group"] = np.array([index.setdefault(p.tobytes(), len(index)) for p in puzzles[part]], dtype=np.int32)
+        split["group"] = np.array(
+            [index.setdefault(p.tobytes(), len(index)) for p in puzzles[part]], dtype=np.int32
+        )
         split["clues"] = np.array([np.count_nonzero(p) for p in puzzles[part]], dtype=np.int8).reshape(-1)
         splits[name] = split
-    return splits, {"clues": [lo, hi], "blank_rows": {k: int((v["clues"] == 0).sum()) for k, v in splits.items()}}
+    return splits, {
+        "clues": [lo, hi],
+        "blank_rows": {k: int((v["clues"] == 0).sum()) for k, v in splits.items()},
+    }
 
 
 # ----------------------------------------------------------------------------- driver

@@ -542,7 +542,9 @@ class SudokuTask(Task):
         found = _search([int(d) for d in instance.givens], self.size, cap, None)
         return [self.digits_to_tokens(np.array(s)) for s in found]
 
-    def guided_completion(self, inputs: np.ndarray, logp: np.ndarray, max_nodes: int = 4000) -> np.ndarray | None:
+    def guided_completion(
+        self, inputs: np.ndarray, logp: np.ndarray, max_nodes: int = 4000
+    ) -> np.ndarray | None:
         """A completion of the puzzle `inputs` ((n*n,) tokens) that logp ((n*n, vocab)) favours:
         the exact search with each cell's digits tried likeliest first and, of equally constrained
         cells, the most confident first; None if the givens clash or `max_nodes` placements find none.

@@ -173,7 +173,6 @@ def test_unconditional_sets(built):
     assert task.verify(task.blank_instance(), train["targets"]).valid.all()
 
 
-
 def test_open_sudoku9(built):
     """sudoku-9-open: every row's grid is a valid completion of its input, which keeps `clues` of
     its cells; blank rows share one group."""
@@ -185,7 +184,9 @@ def test_open_sudoku9(built):
             assert task.verify(task.decode_input(x), y[None]).valid[0]
             assert (x != 1).sum() == clues and 0 <= clues <= 45
         blank = (data["inputs"] == 1).all(axis=1)
-        assert len(set(data["group"][blank])) <= 1 and len(set(data["group"])) == len(data["group"]) - max(0, blank.sum() - 1)
+        assert len(set(data["group"][blank])) <= 1 and len(set(data["group"])) == len(data["group"]) - max(
+            0, blank.sum() - 1
+        )
 
 
 def test_loader_errors(built):

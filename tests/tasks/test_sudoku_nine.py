@@ -13,6 +13,7 @@ from model.config import ModelConfig, TrainConfig
 from model.train import train
 from tasks import get_task
 from tasks.build import SUDOKU9_BANDS, BuildConfig, build
+from tasks.data import load_split
 from tasks.sudoku import count_solutions, difficulty, make_puzzle, random_grid, singles_fill
 
 
@@ -76,7 +77,10 @@ def test_singles_fill_agrees_with_the_solution_and_difficulty_orders():
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("data")
-    build(out, ["sudoku-9"], BuildConfig(sudoku9_train=12, sudoku9_test=4, progress=False))
+    build(
+        out, ["sudoku-9", "sudoku-9-open"],
+        BuildConfig(sudoku9_train=12, sudoku9_test=4, open9_train=20, open9_test=4, progress=False),
+    )  # fmt: skip
     return out
 
 
@@ -124,3 +128,59 @@ def test_augmented_training_logs_the_prior_rollout_and_resumes(built, tmp_path):
     assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6]
     assert [r["step"] for r in rows if "prior_exact" in r] == [4, 6]
     assert json.loads((tmp_path / "run" / "train_state.json").read_text())["step"] == 6
+
+
+def test_guided_completion_follows_the_logits_and_keeps_the_givens():
+    """Task.guided_completion: a valid completion of the input; where the logits already point at
+    a completion, that one; one completion (a unique puzzle): it, whatever the logits; clashing
+    givens or no placements left: None."""
+    task = get_task("sudoku", 9)
+    rng = np.random.default_rng(5)
+    grid = random_grid(9, rng)
+    blank = np.ones(81, dtype=np.int64)
+    sharp = np.full((81, task.vocab_size), -9.0)
+    sharp[np.arange(81), task.digits_to_tokens(grid)] = 0.0
+    assert (task.guided_completion(blank, sharp) == task.digits_to_tokens(grid)).all()
+    noise = rng.normal(size=(81, task.vocab_size))
+    for clues in (0, 10, 30):
+        puzzle = grid.copy()
+        puzzle[rng.permutation(81)[clues:]] = 0
+        x = task.digits_to_tokens(puzzle)
+        found = task.guided_completion(x, noise)
+        assert found is not None and task.verify(task.decode_input(x), found[None]).valid[0]
+    unique = make_puzzle(grid, 26, rng)
+    if count_solutions(unique, cap=2) == 1:
+        found = task.guided_completion(task.digits_to_tokens(unique), noise)
+        assert (found == task.digits_to_tokens(grid)).all()
+    clash = np.ones(81, dtype=np.int64)
+    clash[0] = clash[1] = 2  # digit 1 twice in the first row
+    assert task.guided_completion(clash, noise) is None
+    assert task.guided_completion(blank, noise, max_nodes=10) is None
+    with pytest.raises(NotImplementedError):
+        get_task("nqueens", 8).guided_completion(np.ones(64, dtype=np.int64), np.zeros((64, 3)))
+
+
+def test_search_targets_train_on_several_data_keys(built, tmp_path):
+    """train.target = "search" on sudoku-9-open (many completions per board) joined with sudoku-9
+    by "+": it trains, and `searched_targets` hands each slot a valid completion of its input."""
+    from model.train import load_examples, searched_targets
+
+    torch.set_num_threads(1)
+    mc = ModelConfig(task="sudoku", task_size=9, hidden=16, heads=2, layers=1, K=1, T=1, puzzle_tokens=1)
+    tc = TrainConfig(
+        data_dir=str(built), data_key="sudoku-9-open+sudoku-9", out_dir=str(tmp_path / "run"), augment=True,
+        target="search", batch_size=4, max_steps=4, n_sup=2, warmup_steps=1, log_every=2, eval_every=4,
+        eval_examples=3, compile=False,
+    )  # fmt: skip
+    x, y, group = load_examples(mc, tc, "train")
+    n_open = len(load_split(built, "sudoku-9-open", "train")["inputs"])
+    assert len(x) == n_open + len(load_split(built, "sudoku-9", "train")["inputs"]) == 32
+    assert group.min() == 0 and group[n_open:].min() > group[:n_open].max()
+    train(mc, tc)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [2, 4]
+    task = get_task("sudoku", 9)
+    logits = torch.randn(len(x[:6]), 81, task.vocab_size)
+    targets = searched_targets(task, x[:6], logits, y[:6])
+    for xi, ti in zip(x[:6].numpy(), targets.numpy(), strict=True):
+        assert task.verify(task.decode_input(xi), ti[None]).valid[0]
