@@ -156,7 +156,7 @@ def format_models(models: list[ModelInfo]) -> str:
             m.name,
             m.task,
             str(m.size) + (f" ({m.num_colors} colours)" if m.num_colors else ""),
-            "solve" if m.conditional else "generate",
+            " + ".join(m.endpoints or ["solve" if m.conditional else "generate"]),
             f"{m.parameters:,}",
             "yes" if m.default else "",
         )
@@ -231,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int)
     gen.add_argument("--deadline-ms", type=int)
     gen.add_argument("--model")
+    gen.add_argument("--halt", choices=("verified", "head", "never"), default="verified")
+    gen.add_argument("--symmetry", action=argparse.BooleanOptionalAction, help="a symmetry per trajectory")
     _add_common(gen, suppress=True)
 
     models = sub.add_parser("models", help="list the loaded checkpoints (GET /models)")
@@ -304,6 +306,8 @@ def _run(
             seed=args.seed,
             deadline_ms=args.deadline_ms,
             model=args.model,
+            halt=args.halt,
+            symmetry=args.symmetry,
         )
         return format_generate(sample, color=color, ascii=args.ascii), sample.model_dump_json(indent=2)
     if args.command == "models":

@@ -257,6 +257,7 @@ class GenerateRequest(_Strict):
     count: WireInt = Field(default=8, ge=1, description="samples, 1..max_count")
     steps: Positive | None = Field(default=None, description=STEPS)
     halt: HaltRule = Field(default="verified", description=HALT)
+    symmetry: bool | None = Field(default=None, description=SYMMETRY)
     seed: Seed | None = None
     deadline_ms: Positive | None = None
     model: ModelName | None = None
@@ -323,7 +324,9 @@ class ModelInfo(BaseModel):
     num_colors: int | None = None  # graph colouring only
     mode: str
     parameters: int
-    default: bool  # picked when a request names no model
+    default: bool  # picked when a request names no model (by at least one of its endpoints)
+    # "solve", "generate" or both (a solver trained down to the blank board also generates)
+    endpoints: list[str] = Field(default_factory=list)
     config: dict[str, Any]
     metrics: dict[str, Any]  # headline metrics from the checkpoint's card
     defaults: dict[str, Any] = Field(

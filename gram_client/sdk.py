@@ -95,12 +95,17 @@ def generate_request(
     seed: int | None = None,
     deadline_ms: int | None = None,
     model: str | None = None,
+    halt: HaltRule = "verified",
+    symmetry: bool | None = None,
 ) -> GenerateRequest:
     """Build (and type-check) the body of POST /generate."""
     return _checked(
         GenerateRequest,
-        dict(task=task, size=size, count=count, steps=steps, seed=seed, deadline_ms=deadline_ms, model=model),
-    )
+        dict(
+            task=task, size=size, count=count, steps=steps, seed=seed, deadline_ms=deadline_ms, model=model,
+            halt=halt, symmetry=symmetry,
+        ),
+    )  # fmt: skip
 
 
 def _checked(cls: type[R], fields: dict[str, Any]) -> R:
@@ -324,11 +329,15 @@ class GramClient(_Base):
         seed: int | None = None,
         deadline_ms: int | None = None,
         model: str | None = None,
+        halt: HaltRule = "verified",
+        symmetry: bool | None = None,
     ) -> GenerateResponse:
-        """POST /generate: `count` unconditional samples from a generator checkpoint."""
+        """POST /generate: `count` unconditional samples from a generator (or a solver that also
+        generates)."""
         request = generate_request(
-            task, size, count=count, steps=steps, seed=seed, deadline_ms=deadline_ms, model=model
-        )
+            task, size, count=count, steps=steps, seed=seed, deadline_ms=deadline_ms, model=model,
+            halt=halt, symmetry=symmetry,
+        )  # fmt: skip
         return GenerateResponse.model_validate_json(self._send("POST", "/generate", _body(request)).content)
 
     def models(self) -> list[ModelInfo]:

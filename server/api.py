@@ -139,7 +139,7 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
             size, colors = puzzle_size(req.task, req.puzzle)
         except TaskError as err:
             raise ApiError(422, err.message, field=_field(err)) from err
-    entry = registry.pick(req.task, size, conditional=True, name=req.model, num_colors=colors)
+    entry = registry.pick(req.task, size, endpoint="solve", name=req.model, num_colors=colors)
     instance = _parse(entry, req.puzzle)
     defaults = entry.defaults
     symmetric = defaults["symmetry"] if req.symmetry is None else req.symmetry
@@ -165,13 +165,13 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
 
 
 def prepare_generate(req: GenerateRequest, registry: Registry, settings: Settings) -> Work:
-    """Caps and the generator checkpoint of a /generate request."""
+    """Caps and the checkpoint of a /generate request (a generator, or a solver that also generates)."""
     count = _capped(req, "count", settings)
     if req.steps is not None:
         _capped(req, "steps", settings)
     if req.deadline_ms is not None:
         _capped(req, "deadline_ms", settings)
-    entry = registry.pick(req.task, req.size, conditional=False, name=req.model)
+    entry = registry.pick(req.task, req.size, endpoint="generate", name=req.model)
     try:
         instance = entry.task.blank_instance()
     except TaskError as err:
@@ -185,6 +185,9 @@ def prepare_generate(req: GenerateRequest, registry: Registry, settings: Setting
         rows=count,
         steps=_capped(req, "steps", settings, entry.defaults["steps"]),
         halt=req.halt,
+        # the blank board is its own symmetry: each sample is its trajectory's board mapped back
+        symmetric=(entry.defaults["symmetry"] if req.symmetry is None else req.symmetry)
+        and symmetry.supports(entry.task),
         deadline_ms=req.deadline_ms,
     )
 

@@ -1,8 +1,9 @@
 """The loaded checkpoints and the rule that picks one for a request.
 
 Receives a checkpoint directory (one folder per checkpoint: model.safetensors, config.json,
-card.json) and a device; hands on `LoadedModel`s and, per request, the checkpoint for
-(task, size[, num_colors]) or the one named (else a 422 listing what is loaded). Folders that fail
+card.json) and a device; hands on `LoadedModel`s and, per request, the checkpoint for the endpoint
+and (task, size[, num_colors]) or the one named (else a 422 listing what is loaded). A solver
+whose card says `serve.generate` also samples from the blank board for /generate. Folders that fail
 to load are logged and skipped. Knows nothing of HTTP transport or batching.
 """
 
@@ -35,7 +36,7 @@ class LoadedModel:
     task: Task
     card: dict[str, Any]
     device: torch.device
-    default: bool = False
+    default_for: set[str] = field(default_factory=set)  # endpoints that pick it when no model is named
     step: str = "eager"  # the step that runs it now: eager, compiled or cuda-graphs (server/engine.py)
 
     @property
@@ -45,6 +46,19 @@ class LoadedModel:
     @property
     def conditional(self) -> bool:
         return self.cfg.conditional
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """What it serves: a solver /solve, a generator /generate; a solver whose card's `serve`
+        section says `generate: true` (it was trained down to the blank board) both."""
+        if not self.conditional:
+            return ("generate",)
+        serve = self.card.get("serve")
+        return ("solve", "generate") if isinstance(serve, dict) and serve.get("generate") else ("solve",)
+
+    @property
+    def default(self) -> bool:
+        return bool(self.default_for)
 
     @property
     def num_colors(self) -> int | None:
@@ -73,7 +87,8 @@ class LoadedModel:
         }
 
     def describe(self) -> str:
-        kind = "generator" if not self.conditional else "solver"
+        kind = {"solve": "solver", "generate": "generator"}
+        kind = " and ".join(kind[e] for e in self.endpoints)  # type: ignore[assignment]
         extra = f", {self.num_colors} colours" if self.num_colors is not None else ""
         return f"{self.name} ({self.cfg.task} size {self.cfg.task_size}{extra}, {kind})"
 
@@ -87,6 +102,7 @@ class LoadedModel:
             "mode": self.cfg.mode,
             "parameters": self.parameters,
             "default": self.default,
+            "endpoints": list(self.endpoints),
             "step": self.step,
             "config": to_dict(self.cfg),
             "metrics": dict(self.card["headline"]) if isinstance(self.card.get("headline"), dict) else {},
@@ -131,13 +147,15 @@ class Registry:
         return reg
 
     def _mark_defaults(self) -> None:
-        """Per (task, size, conditional, colours): prefer mode 'gram', then the shortest, then first name."""
+        """Per (endpoint, task, size, colours): prefer mode 'gram', then (for /generate) a dedicated
+        generator over a solver that also generates, then the shortest name, then the first."""
         groups: dict[tuple[Any, ...], list[LoadedModel]] = {}
         for m in self.models.values():
-            groups.setdefault((m.cfg.task, m.cfg.task_size, m.conditional, m.num_colors), []).append(m)
-        for members in groups.values():
-            best = min(members, key=lambda m: (m.cfg.mode != "gram", len(m.name), m.name))
-            best.default = True
+            for endpoint in m.endpoints:
+                groups.setdefault((endpoint, m.cfg.task, m.cfg.task_size, m.num_colors), []).append(m)
+        for (endpoint, *_), members in groups.items():
+            best = min(members, key=lambda m: (m.cfg.mode != "gram", m.conditional, len(m.name), m.name))
+            best.default_for.add(endpoint)
 
     def steps(self) -> dict[str, str]:
         """Model name -> the step that runs it now (eager, compiled or cuda-graphs)."""
@@ -151,12 +169,12 @@ class Registry:
         task: str,
         size: int | None,
         *,
-        conditional: bool,
+        endpoint: str,
         name: str | None = None,
         num_colors: int | None = None,
     ) -> LoadedModel:
-        """The named checkpoint (checked against the request) or the default one for task+size."""
-        endpoint = "/solve" if conditional else "/generate"
+        """The named checkpoint (checked against the request) or the default one of `endpoint`
+        ("solve" or "generate") for task+size."""
         if name is not None:
             m = self.models.get(name)
             if m is None:
@@ -173,11 +191,11 @@ class Registry:
                     type="no_model",
                     field="model",
                 )
-            if m.conditional != conditional:
-                other = "/generate" if conditional else "/solve"
+            if endpoint not in m.endpoints:
+                serves = " and ".join(f"/{e}" for e in m.endpoints)
                 raise ApiError(
                     422,
-                    f"model {name!r} serves {other}, not {endpoint}; loaded: {self.loaded()}",
+                    f"model {name!r} serves {serves}, not /{endpoint}; loaded: {self.loaded()}",
                     type="no_model",
                     field="model",
                 )
@@ -199,9 +217,8 @@ class Registry:
         candidates = [
             m
             for m in self.models.values()
-            if m.default
+            if endpoint in m.default_for
             and m.cfg.task == task
-            and m.conditional == conditional
             and (size is None or m.cfg.task_size == size)
             and (num_colors is None or m.num_colors == num_colors)
         ]
@@ -210,8 +227,8 @@ class Registry:
         what = f"{task}" + (f" size {size}" if size is not None else "")
         what += f" with {num_colors} colours" if num_colors is not None else ""
         if not candidates:
-            message = f"no model loaded for {what} on {endpoint}; loaded: {self.loaded()}"
-            return_field = "size" if not conditional else "puzzle"
+            message = f"no model loaded for {what} on /{endpoint}; loaded: {self.loaded()}"
+            return_field = "puzzle" if endpoint == "solve" else "size"
             raise ApiError(422, message, type="no_model", field=return_field)
         names = ", ".join(m.name for m in candidates)
         raise ApiError(

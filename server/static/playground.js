@@ -96,7 +96,7 @@ async function loadModels() {
     const option = document.createElement("option");
     option.value = m.name;
     const what = m.task === "graph_coloring" ? `${m.size} nodes, ${m.num_colors} colours` : `size ${m.size}`;
-    option.textContent = `${m.name} (${m.task}, ${what}, ${m.conditional ? "solve" : "generate"})`;
+    option.textContent = `${m.name} (${m.task}, ${what}, ${endpointsOf(m).join(" + ")})`;
     select.appendChild(option);
   }
   const keep = state.models.find((m) => m.name === previous);
@@ -109,6 +109,10 @@ async function loadModels() {
   selectModel();
 }
 
+function endpointsOf(m) {
+  return m.endpoints && m.endpoints.length ? m.endpoints : [m.conditional ? "solve" : "generate"];
+}
+
 function selectModel() {
   const m = state.models.find((x) => x.name === $("model").value) || null;
   state.model = m;
@@ -117,10 +121,11 @@ function selectModel() {
     ? `${m.parameters.toLocaleString()} parameters · ${m.mode}` + (m.default ? " · default" : "")
     : "no models loaded";
   const solving = !!(m && m.conditional);
+  const generating = !!(m && endpointsOf(m).includes("generate")); // a solver may generate too
   $("solve").hidden = !solving;
-  $("generate").hidden = !m || solving;
+  $("generate").hidden = !generating;
   $("width-label").hidden = !solving;
-  $("count-label").hidden = solving;
+  $("count-label").hidden = !generating;
   if (m && m.defaults && m.defaults.steps) $("steps").value = m.defaults.steps; // the model's budget
   if (!m || !solving) return;
   if (m.task === "sudoku") {

@@ -202,3 +202,45 @@ def test_empty_checkpoint_dir_starts_unready(serve, tmp_path) -> None:
         assert client.get("/models").json() == {"models": []}
         r = client.post("/solve", json={"task": "sudoku", "puzzle": PUZZLES["sudoku-4"]})
         assert r.status_code == 503 and r.json()["error"]["retryable"] is True
+
+
+def test_a_solver_that_generates_serves_both_endpoints(tmp_path) -> None:
+    """A solver whose card's `serve` section says `generate` answers /generate from the blank board
+    (the default generator of its size), still answers /solve and lists both in /models; a plain
+    solver named on /generate is refused; every sample is re-verified, with and without a symmetry
+    per trajectory."""
+    import json
+
+    from server.settings import Settings
+    from tests.serverkit import TEST_SETTINGS, make_checkpoint, run_server
+
+    make_checkpoint(tmp_path, "sudoku-6", "sudoku", 6, True)
+    make_checkpoint(tmp_path, "sudoku-6-plain", "sudoku", 6, True)
+    make_checkpoint(tmp_path, "sudoku-4-gen", "sudoku", 4, False)
+    card_path = tmp_path / "sudoku-6" / "card.json"
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "serve": {"generate": True}}))
+    task = get_task("sudoku", 6)
+    with (
+        run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": tmp_path})) as live,
+        live.client() as client,
+    ):
+        models = {m["name"]: m for m in client.get("/models").json()["models"]}
+        assert models["sudoku-6"]["endpoints"] == ["solve", "generate"] and models["sudoku-6"]["default"]
+        assert models["sudoku-6-plain"]["endpoints"] == ["solve"] and not models["sudoku-6-plain"]["default"]
+        assert models["sudoku-4-gen"]["endpoints"] == ["generate"]
+        for symmetry in (False, True):
+            body = {"task": "sudoku", "size": 6, "count": 8, "steps": 3, "seed": 1, "symmetry": symmetry}
+            r = client.post("/generate", json=body)
+            assert r.status_code == 200, r.text
+            out = GenerateResponse.model_validate(r.json())
+            assert out.model == "sudoku-6" and len(out.samples) == 8
+            for s in out.samples:
+                assert reverify(task, task.blank_instance(), s.sample) == s.valid
+        plain = client.post("/generate", json={"task": "sudoku", "size": 6, "model": "sudoku-6-plain"})
+        assert plain.status_code == 422 and "serves /solve, not /generate" in plain.json()["error"]["message"]
+        both = client.post("/generate", json={"task": "sudoku", "count": 2})  # sizes 4 and 6 generate
+        assert both.status_code == 422 and both.json()["error"]["type"] == "no_model"
+        solved = client.post(
+            "/solve", json={"task": "sudoku", "puzzle": "1" + "." * 35, "width": 4, "steps": 2}
+        )
+        assert solved.status_code == 200 and solved.json()["model"] == "sudoku-6"
