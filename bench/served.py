@@ -49,6 +49,8 @@ sys.path.insert(0, str(ROOT))  # run from anywhere: the project is not installed
 from bench.serverproc import NotReady, model_steps, serve_alone  # noqa: E402
 from tasks import get_task, puzzle_size  # noqa: E402
 from tasks.base import Task, TaskError  # noqa: E402
+from tasks.data import load_split  # noqa: E402
+from tasks.sudoku import hard_puzzle, random_grid  # noqa: E402
 
 Item = dict[str, Any]  # {"task", "puzzle", "band"}: one puzzle to send
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # Sudoku box rows x columns by n
@@ -81,6 +83,8 @@ def _range(text: str) -> tuple[int, int]:
 def generated(spec: str, count: int, seed: int) -> list[Item]:
     """`count` puzzles from the project's generators (tasks/), band = `spec`:
     sudoku-N[:LO-HI] (clues drawn uniformly in LO..HI, kept when the puzzle has that many),
+    sudoku-N:hard (tasks.sudoku.hard_puzzle, 22-35 clues: beyond naked and hidden singles, the
+    backtracking-heavy band of sudoku-9-hard's test-hard),
     nqueens-N[:gLO-HI] (that many given queens of a random solution),
     graph_coloring-N[:pP] (G(N, P), 3-colourable; P default 0.4)."""
     key, _, band = spec.partition(":")
@@ -92,7 +96,12 @@ def generated(spec: str, count: int, seed: int) -> list[Item]:
         task = get_task(name, int(size))
     out: list[Item] = []
     while len(out) < count:
-        if name == "sudoku" and band:
+        if name == "sudoku" and band == "hard":
+            puzzle = hard_puzzle(random_grid(task.size, rng), int(rng.integers(22, 36)), rng, tries=3)
+            if puzzle is None:
+                continue
+            instance = task.parse(puzzle.reshape(task.size, task.size).tolist())
+        elif name == "sudoku" and band:
             lo, hi = _range(band)
             instance = task.generate(rng, clues=lo if lo == hi else int(rng.integers(lo, hi + 1)))
             if not lo <= int((np.asarray(instance.givens) > 0).sum()) <= hi:
@@ -550,6 +559,73 @@ def coloring_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return served(args, [args.checkpoint], items, configs, [], command)
 
 
+def generate_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Sudoku boards from nothing: --requests /generate requests of --count samples (seeds 0, 1, ...)
+    per setting, every sample checked here (`truly_valid` on the blank board); per setting the valid
+    share, the distinct share of the valid samples (over all requests), samples equal to a training
+    grid of the --train-data keys (those built under data/), flagged-valid samples the check rejects
+    (false_valid: must be 0), p50 / p90 latency and trajectory-steps per sample."""
+    blank = "." * args.size**2
+    configs = {name: {"count": args.count, **f} for name, f in settings(args.config, args.grid).items()}
+    seen: set[str] = set()
+    for key in args.train_data:
+        try:
+            targets = load_split(ROOT / "data", key, "train")["targets"]
+        except TaskError:
+            print(f"no data/{key}: its grids are not compared", file=sys.stderr)
+            continue
+        task = get_task("sudoku", args.size)
+        seen.update(task.decode(t) for t in targets)
+    records: dict[str, list[dict]] = {name: [] for name in configs}
+    try:
+        with serve_alone(
+            args.checkpoint, args.threads, args.compile, args.ready_s, gram_env(args.gram)
+        ) as server:
+            with httpx.Client(base_url=server.url, timeout=900) as http:
+                for i in range(args.requests):
+                    for name, fields in configs.items():
+                        start = time.perf_counter()
+                        r = http.post(
+                            "/generate", json={"task": "sudoku", "size": args.size, "seed": i, **fields}
+                        )
+                        r.raise_for_status()
+                        answer = r.json()
+                        records[name].append({"ms": (time.perf_counter() - start) * 1000, **answer})
+                    print(f"{i + 1}/{args.requests}", file=sys.stderr, flush=True)
+            steps = model_steps(server.url)
+    except NotReady as exc:
+        raise SystemExit(str(exc)) from None
+    results: dict[str, Any] = {}
+    for name, recs in records.items():
+        samples = [s for rec in recs for s in rec["samples"]]
+        valid = [s["sample"] for s in samples if truly_valid(s["sample"], blank)]
+        results[name] = {
+            "samples": len(samples),
+            "valid_pct": round(100 * len(valid) / len(samples), 1),
+            "distinct_of_valid_pct": round(100 * len(set(valid)) / max(1, len(valid)), 1),
+            "training_grids": sum(v in seen for v in valid),
+            "false_valid": sum(s["valid"] and not truly_valid(s["sample"], blank) for s in samples),
+            "p50_ms": q([r["ms"] for r in recs], 0.5),
+            "p90_ms": q([r["ms"] for r in recs], 0.9),
+            "trajectory_steps_per_sample": round(sum(r["trajectory_steps"] for r in recs) / len(samples), 1),
+        }
+    report = {
+        "command": command, "git_commit": git_commit(), "checkpoint": shown(args.checkpoint),
+        "model_steps": steps, "configs": configs, "training_grids_compared": len(seen),
+        "results": results, "machine": machine() + " at the end",
+    }  # fmt: skip
+    md = [f"`{command}`", "", f"{len(seen):,} training grids compared", ""]
+    md += ["| setting | samples | valid % | distinct % of valid | training grids | false_valid | p50 / p90 ms | trajectory-steps / sample |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    md += [
+        f"| {name} | {r['samples']} | {r['valid_pct']} | {r['distinct_of_valid_pct']} | {r['training_grids']} | "
+        f"{r['false_valid']} | {r['p50_ms']} / {r['p90_ms']} | {r['trajectory_steps_per_sample']} |"
+        for name, r in results.items()
+    ]
+    print(json.dumps(report))
+    write(args.out, report, "\n".join(md) + "\n")
+    return report
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -587,6 +663,18 @@ def parser() -> argparse.ArgumentParser:
     request_args(co)
     co.add_argument("--seed", type=int, default=2026, help="of the graph generator")
     server_args(co)
+    ge = sub.add_parser("generate", help="Sudoku boards from nothing (POST /generate)")
+    ge.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "sudoku-9")
+    ge.add_argument("--size", type=int, default=9)
+    ge.add_argument("--requests", type=int, default=10)
+    ge.add_argument("--count", type=int, default=20, help="samples per request")
+    ge.add_argument("--config", action="append", default=[], help="NAME[:field=value,...] (repeatable)")
+    ge.add_argument("--grid", action="append", default=[], help="field=v1,v2: a setting per combination")
+    ge.add_argument(
+        "--train-data", nargs="*", default=["sudoku-9-open", "sudoku-9-hard", "sudoku-9"],
+        help="data keys whose training grids no sample should equal",
+    )  # fmt: skip
+    server_args(ge)
     return ap
 
 
@@ -594,9 +682,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     command = " ".join(["python bench/served.py", *argv])
-    return {"eval": eval_main, "sudoku9": sudoku9_main, "coloring": coloring_main}[args.command](
-        args, command
-    )
+    mains = {"eval": eval_main, "sudoku9": sudoku9_main, "coloring": coloring_main, "generate": generate_main}
+    return mains[args.command](args, command)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from bench.served import (
     summarize,
     truly_valid,
 )
+from tasks import get_task
+from tasks.sudoku import difficulty
 from tests.serverkit import REPO
 
 PUZZLES = REPO / "bench" / "puzzles" / "sudoku9-external.jsonl"
@@ -81,6 +83,11 @@ def test_puzzle_sources() -> None:
     }
     assert all(28 <= 81 - r["puzzle"].count(".") - r["puzzle"].count("0") <= 30 for r in sudoku)
     assert all(checker.total("sudoku", r["puzzle"]) == 1 for r in sudoku)  # unique
+    hard = generated("sudoku-9:hard", 2, seed=0)
+    assert all(checker.total("sudoku", r["puzzle"]) == 1 for r in hard)
+    assert all(
+        not difficulty(get_task("sudoku", 9).parse(r["puzzle"]).givens)[0] for r in hard
+    )  # beyond singles
     queens = generated("nqueens-8:g2", 4, seed=0)
     assert all(len(r["puzzle"]["queens"]) == 2 and checker.total("nqueens", r["puzzle"]) >= 1 for r in queens)
     (graph,) = generated("graph_coloring-8", 1, seed=0)
