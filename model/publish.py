@@ -42,7 +42,7 @@ def headline(model: GRAM, spec: dict[str, Any], data_dir: str | Path) -> float:
 
 def publish(
     run: Path, dest: Path, weights: str, width: int, examples: int, data_dir: str, history: str = "",
-    prior_temperature: float = 1.0,
+    prior_temperature: float = 1.0, data_key: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     model, card = checkpoint.load(run / "model")
     model.cfg = dataclasses.replace(model.cfg, prior_temperature=prior_temperature)
@@ -55,7 +55,9 @@ def publish(
         "steps": 16,
         "examples": examples,
         "seed": 0,
-        "data_key": card.get("train", {}).get("data_key") or f"{model.cfg.task}-{model.cfg.task_size}",
+        # the run's data key (the first of several joined by "+") unless another is asked for
+        "data_key": data_key
+        or (card.get("train", {}).get("data_key") or f"{model.cfg.task}-{model.cfg.task_size}").split("+")[0],
     }
     spec["value"] = headline(model, spec, data_dir)
     card = dict(card, model=to_dict(model.cfg), weights=weights, headline=spec)
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--width", type=int, default=20, help="width of the headline metric (conditional)")
     ap.add_argument("--examples", type=int, default=64, help="test inputs (or samples) of the headline")
     ap.add_argument("--data", default="data")
+    ap.add_argument("--data-key", default="", help="the headline's data key (default: the run's)")
     ap.add_argument("--history", default="", help="the run's legs when it was resumed with other settings")
     ap.add_argument(
         "--prior-temperature", type=float, default=1.0,
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     args = ap.parse_args(argv)
     card = publish(
-        args.run, args.dest, args.weights, args.width, args.examples, args.data, args.history, args.prior_temperature
+        args.run, args.dest, args.weights, args.width, args.examples, args.data, args.history, args.prior_temperature,
+        args.data_key,
     )  # fmt: skip
     print(json.dumps(card["headline"], indent=2))
 
