@@ -49,7 +49,9 @@ def test_halt_never_is_the_evaluation_rollout(srv: Live) -> None:
     with srv.client() as client:
         served = client.post(
             "/solve",
-            json=body("nqueens", QUEENS, width=width, steps=steps, seed=seed, halt="never", top_k=20),
+            json=body(
+                "nqueens", QUEENS, width=width, steps=steps, seed=seed, halt="never", symmetry=False, top_k=20
+            ),
         ).json()
     model, _ = load(BUNDLED_CHECKPOINTS / "nqueens-8")
     task = get_task("nqueens", 8)
