@@ -225,11 +225,13 @@ class Engine:
     @staticmethod
     def answers(work: Work, state: Rollout) -> tuple[np.ndarray, np.ndarray, Verdict]:
         """The rows' trajectory indices, their current answers in the frame of the puzzle as given
-        (mapped back from each row's symmetry) and the verifier's verdict on them."""
+        (mapped back from each row's symmetry, drawn from the row's seed: the request's, or a
+        restart's) and the verifier's verdict on them."""
         traj = state.traj.cpu().numpy()
         tokens = state.tokens.cpu().numpy().astype(np.int64)
         if work.symmetric:
-            tokens = symmetry.inverse(symmetry.draw(work.entry.task, work.seed, traj), tokens)
+            syms = symmetry.draw(work.entry.task, state.seeds.cpu().numpy(), traj)
+            tokens = symmetry.inverse(syms, tokens)
         return traj, tokens, work.entry.task.verify(work.instance, tokens)
 
     def peek(self, work: Work, states: list[Rollout]) -> Peek:
@@ -322,7 +324,8 @@ class Engine:
         self, progress: Progress, state: Rollout, traj: np.ndarray, tokens: np.ndarray, valid: np.ndarray
     ) -> Rollout:
         """Restart, on a fresh noise stream, each invalid row (`valid` false) whose answer has not
-        changed for `reseed_after` steps; it keeps its puzzle and counts the steps it has run."""
+        changed for `reseed_after` steps, and (a symmetric request) on a fresh symmetry of the puzzle
+        drawn from its new seed; it counts the steps it has run."""
         work = progress.work
         if not work.reseed_after:
             return state
@@ -339,7 +342,11 @@ class Engine:
         rows = torch.as_tensor(stuck, device=state.seeds.device)
         # a new stream per restart: the seed moved by a large odd constant per restart, kept positive
         seeds = (work.seed + torch.as_tensor(progress.restarts[t]) * RESEED_STRIDE) % 2**62
-        fresh = start(work.entry.model, state.inputs[rows], seeds, state.traj[rows])
+        inputs = state.inputs[rows]
+        if work.symmetric:
+            syms = symmetry.draw(work.entry.task, seeds.numpy(), t)
+            inputs = torch.as_tensor(symmetry.forward(syms, work.inputs), device=inputs.device)
+        fresh = start(work.entry.model, inputs, seeds.to(inputs.device), state.traj[rows])
         return Rollout.cat([state.select(~rows), fresh])
 
     def complete(self, progress: Progress) -> Result:

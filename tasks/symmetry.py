@@ -116,8 +116,9 @@ def _one(task: Task, seed: int, traj: int) -> tuple[np.ndarray, np.ndarray, np.n
     raise TaskError(f"no symmetries known for task {task.key}", field="task")
 
 
-def draw(task: Task, seed: int, traj: ArrayLike) -> Symmetries:
-    """The symmetries of trajectories `traj` ((N,) or one int, each >= 0) of a request with `seed`.
+def draw(task: Task, seed: int | ArrayLike, traj: ArrayLike) -> Symmetries:
+    """The symmetries of trajectories `traj` ((N,) or one int, each >= 0) of a request with `seed`
+    (one for all, or (N,): each row's own, e.g. a re-seeded row's).
 
     Each is a fixed function of (task, seed, its index): the same whichever other trajectories or
     requests are drawn alongside. Trajectory 0 is the identity, so width 1 sees the puzzle as
@@ -129,7 +130,8 @@ def draw(task: Task, seed: int, traj: ArrayLike) -> Symmetries:
         raise TaskError("trajectory indices must be >= 0", field="traj")
     if len(index) == 0:
         return identity(task, 0)
-    parts = [_one(task, seed, int(t)) for t in index]
+    seeds = np.broadcast_to(np.asarray(seed, dtype=np.int64).reshape(-1), index.shape)
+    parts = [_one(task, int(sd), int(t)) for sd, t in zip(seeds, index, strict=True)]
     in_source, out_source, token_map = (np.stack([p[i] for p in parts]).astype(np.int64) for i in range(3))
     return Symmetries(task.key, in_source, out_source, token_map)
 

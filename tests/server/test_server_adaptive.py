@@ -26,13 +26,22 @@ QUEENS = {"n": 8, "queens": [[0, 3], [5, 1]]}
 SUDOKU = "1.3...1..1..4..."
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    directory = tmp_path_factory.mktemp("adaptive")
+def serving(directory: Any, **settings: Any) -> Iterator[Live]:
     for name in ("sudoku-4", "nqueens-8"):
         shutil.copytree(BUNDLED_CHECKPOINTS / name, directory / name)
-    with run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": directory})) as server:
+    with run_server(Settings(**{**TEST_SETTINGS, "checkpoint_dir": directory, **settings})) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    yield from serving(tmp_path_factory.mktemp("adaptive"))
+
+
+@pytest.fixture(scope="module")
+def srv_reseed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """Rows whose invalid answer stays the same for a step restart (GRAM_RESEED_AFTER=1)."""
+    yield from serving(tmp_path_factory.mktemp("reseed"), reseed_after=1)
 
 
 def body(task: str, puzzle: Any, **fields: Any) -> dict[str, Any]:
@@ -103,3 +112,12 @@ def test_adaptive_answer_is_the_same_alone_and_in_a_busy_batch(
         tokens = task.encode_target(c["solution"])
         assert task.verify_one(instance, tokens)[0] == c["valid"]
         assert 1 <= c["step"] <= 16
+
+
+@pytest.mark.parametrize("symmetry, stop", [(False, None), (True, 2)])
+def test_re_seeded_answer_is_the_same_alone_and_in_a_busy_batch(
+    srv_reseed: Live, symmetry: bool, stop: int | None
+) -> None:
+    """Re-seeding stuck rows (each restart a fresh noise stream and, symmetric, a fresh symmetry,
+    both from the seed) keeps a request's answer the same alone or in a busy batch."""
+    test_adaptive_answer_is_the_same_alone_and_in_a_busy_batch(srv_reseed, symmetry, stop)

@@ -179,3 +179,33 @@ def test_a_stuck_row_restarts_on_a_fresh_stream_and_keeps_its_steps(tmp_path) ->
     assert state.step.tolist() == [0] and state.seeds.tolist() != [5]  # a new noise stream
     final = engine.settle(progress, engine.step("s4", [state], 1)[0], final=True)
     assert final.steps == [4]  # 3 steps before the restart + 1 after
+
+
+def test_a_stuck_symmetric_row_restarts_on_a_fresh_symmetry(tmp_path) -> None:
+    """Re-seeding a row of a symmetric request draws its symmetry from the new seed: it sees that
+    puzzle, and its answers map back through that symmetry (an answer solving what it sees reads
+    valid in the frame of the puzzle as given)."""
+    engine, entry = sudoku4_engine(tmp_path)
+    task = entry.task
+    instance = task.parse("1..." + "..1." + "." * 8)
+    work = Work(
+        "solve", entry, instance, task.encode_input(instance), 11, 3, 8, halt="verified", symmetric=True,
+        reseed_after=1,
+    )  # fmt: skip
+    progress = engine.open(work)
+    state = engine.start(work, 0, 3)
+    junk = torch.as_tensor(np.stack([task.encode_target("1111111111111111")] * 3))
+    for _ in range(2):  # the same invalid answer twice: every row restarts after step 2
+        state = engine.settle(
+            progress, replace(engine.step("s4", [state], 4)[0], tokens=junk), final=False
+        ).rest
+    assert progress.restarts.tolist() == [1, 1, 1]
+    seeds, traj = state.seeds.numpy(), state.traj.numpy()
+    assert (seeds != 11).all()
+    fresh = symmetry.draw(task, seeds, traj)
+    assert np.array_equal(state.inputs.numpy(), symmetry.forward(fresh, work.inputs))
+    assert not np.array_equal(state.inputs.numpy()[1:], engine.start(work, 1, 2).inputs.numpy())  # new ones
+    solution = task.enumerate_solutions(instance, cap=1)[0]
+    own = torch.as_tensor(symmetry.forward_output(fresh, np.stack([solution] * 3)))
+    _, tokens, verdict = engine.answers(work, replace(state, tokens=own))
+    assert np.asarray(verdict.valid).all() and (tokens == solution).all()
