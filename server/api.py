@@ -153,7 +153,7 @@ def prepare_solve(req: SolveRequest, registry: Registry, settings: Settings) -> 
         steps=_capped(req, "steps", settings, defaults["steps"]),
         halt=req.halt,
         symmetric=symmetric and symmetry.supports(entry.task),
-        reseed_after=settings.reseed_after,
+        reseed_after=settings.reseed_after if req.halt != "never" else 0,  # never: fixed compute, exactly
         select=req.select,
         top_k=top_k,
         # a default when the client left it out; `"stop_after_valid": null` asks for no early stop

@@ -58,9 +58,10 @@ class Settings(BaseSettings):
     cuda_graphs: bool = True
     continuous: bool = True  # rows join and leave at step boundaries (False: whole-rollout batches)
     warmup: bool = True  # run every bucket once before turning ready
-    # adaptive compute: restart, on a fresh noise stream, a trajectory whose invalid answer has not
-    # changed for this many steps (within its budget); 0: never
-    reseed_after: int = Field(default=0, ge=0)
+    # adaptive compute: restart, on a fresh noise stream (and a fresh symmetry when the request runs
+    # them), a trajectory whose invalid answer has not changed for this many steps (within its
+    # budget; never under halt "never"); 0: never. 4 measured on 9x9 (docs/research-log.md)
+    reseed_after: int = Field(default=4, ge=0)
 
     # the CPU step: each model's supervision step compiled by torch.compile (inductor C++, the
     # elementwise work and the noise fused into vectorised loops) and run as tiles of

@@ -121,3 +121,8 @@ def test_re_seeded_answer_is_the_same_alone_and_in_a_busy_batch(
     """Re-seeding stuck rows (each restart a fresh noise stream and, symmetric, a fresh symmetry,
     both from the seed) keeps a request's answer the same alone or in a busy batch."""
     test_adaptive_answer_is_the_same_alone_and_in_a_busy_batch(srv_reseed, symmetry, stop)
+
+
+def test_halt_never_does_not_re_seed(srv_reseed: Live) -> None:
+    """Fixed compute is the evaluation rollout exactly, whatever GRAM_RESEED_AFTER says."""
+    test_halt_never_is_the_evaluation_rollout(srv_reseed)
