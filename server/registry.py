@@ -87,8 +87,8 @@ class LoadedModel:
         }
 
     def describe(self) -> str:
-        kind = {"solve": "solver", "generate": "generator"}
-        kind = " and ".join(kind[e] for e in self.endpoints)  # type: ignore[assignment]
+        roles = {"solve": "solver", "generate": "generator"}
+        kind = " and ".join(roles[e] for e in self.endpoints)
         extra = f", {self.num_colors} colours" if self.num_colors is not None else ""
         return f"{self.name} ({self.cfg.task} size {self.cfg.task_size}{extra}, {kind})"
 
