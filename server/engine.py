@@ -192,17 +192,23 @@ class Engine:
         return Progress(work)
 
     def start(self, work: Work, first: int, count: int) -> Rollout:
-        """Trajectories first..first+count-1 of `work` at step 0, each on its symmetry of the input
-        when the work is symmetric (trajectory 0 on the input as given)."""
+        """Trajectories first..first+count-1 of `work` at step 0, on the request's seed."""
+        return self._begin(work, np.full(count, work.seed, dtype=np.int64), np.arange(first, first + count))
+
+    @staticmethod
+    def _begin(work: Work, seeds: np.ndarray, traj: np.ndarray) -> Rollout:
+        """Rows of `work` at step 0: trajectory traj[i] on the noise stream of seeds[i] and, when the
+        work is symmetric, on the symmetry of the input drawn from (seeds[i], traj[i]) (trajectory 0
+        on the input as given); `answers` maps each row back through the same draw."""
         entry = work.entry
         if work.symmetric:
-            syms = symmetry.draw(entry.task, work.seed, np.arange(first, first + count))
+            syms = symmetry.draw(entry.task, seeds, traj)
             inputs = torch.as_tensor(symmetry.forward(syms, work.inputs), device=entry.device)
         else:
-            inputs = torch.as_tensor(work.inputs, device=entry.device).expand(count, -1).contiguous()
-        seeds = torch.full((count,), work.seed, dtype=torch.int64, device=entry.device)
-        traj = torch.arange(first, first + count, dtype=torch.int64, device=entry.device)
-        return start(entry.model, inputs, seeds, traj)
+            inputs = torch.as_tensor(work.inputs, device=entry.device).expand(len(traj), -1).contiguous()
+        row_seeds = torch.as_tensor(seeds, dtype=torch.int64, device=entry.device)
+        row_traj = torch.as_tensor(traj, dtype=torch.int64, device=entry.device)
+        return start(entry.model, inputs, row_seeds, row_traj)
 
     @torch.inference_mode()
     def step(self, key: str, states: list[Rollout], bucket: int) -> list[Rollout]:
@@ -342,12 +348,7 @@ class Engine:
         rows = torch.as_tensor(stuck, device=state.seeds.device)
         # a new stream per restart: the seed moved by a large odd constant per restart, kept positive
         seeds = (work.seed + torch.as_tensor(progress.restarts[t]) * RESEED_STRIDE) % 2**62
-        inputs = state.inputs[rows]
-        if work.symmetric:
-            syms = symmetry.draw(work.entry.task, seeds.numpy(), t)
-            inputs = torch.as_tensor(symmetry.forward(syms, work.inputs), device=inputs.device)
-        fresh = start(work.entry.model, inputs, seeds.to(inputs.device), state.traj[rows])
-        return Rollout.cat([state.select(~rows), fresh])
+        return Rollout.cat([state.select(~rows), self._begin(work, seeds.numpy(), t)])
 
     def complete(self, progress: Progress) -> Result:
         """The request's result from its finished rows."""
