@@ -567,6 +567,7 @@ def generate_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
     (false_valid: must be 0), p50 / p90 latency and trajectory-steps per sample."""
     blank = "." * args.size**2
     configs = {name: {"count": args.count, **f} for name, f in settings(args.config, args.grid).items()}
+    task = get_task("sudoku", args.size)
     seen: set[str] = set()
     for key in args.train_data:
         try:
@@ -574,7 +575,6 @@ def generate_main(args: argparse.Namespace, command: str) -> dict[str, Any]:
         except TaskError:
             print(f"no data/{key}: its grids are not compared", file=sys.stderr)
             continue
-        task = get_task("sudoku", args.size)
         seen.update(task.decode(t) for t in targets)
     records: dict[str, list[dict]] = {name: [] for name in configs}
     try:

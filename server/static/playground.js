@@ -96,7 +96,7 @@ async function loadModels() {
     const option = document.createElement("option");
     option.value = m.name;
     const what = m.task === "graph_coloring" ? `${m.size} nodes, ${m.num_colors} colours` : `size ${m.size}`;
-    option.textContent = `${m.name} (${m.task}, ${what}, ${endpointsOf(m).join(" + ")})`;
+    option.textContent = `${m.name} (${m.task}, ${what}, ${m.endpoints.join(" + ")})`;
     select.appendChild(option);
   }
   const keep = state.models.find((m) => m.name === previous);
@@ -109,10 +109,6 @@ async function loadModels() {
   selectModel();
 }
 
-function endpointsOf(m) {
-  return m.endpoints && m.endpoints.length ? m.endpoints : [m.conditional ? "solve" : "generate"];
-}
-
 function selectModel() {
   const m = state.models.find((x) => x.name === $("model").value) || null;
   state.model = m;
@@ -121,7 +117,7 @@ function selectModel() {
     ? `${m.parameters.toLocaleString()} parameters · ${m.mode}` + (m.default ? " · default" : "")
     : "no models loaded";
   const solving = !!(m && m.conditional);
-  const generating = !!(m && endpointsOf(m).includes("generate")); // a solver may generate too
+  const generating = !!(m && m.endpoints.includes("generate")); // a solver may generate too
   $("solve").hidden = !solving;
   $("generate").hidden = !generating;
   $("width-label").hidden = !solving;
