@@ -264,12 +264,13 @@ def build_graph_coloring(n: int, cfg: BuildConfig, rng: np.random.Generator) -> 
 def _sudoku_split(
     task: SudokuTask, puzzles: list[np.ndarray], grids: list[np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Distinct puzzles with their grids; unconditional sets repeat one blank board (all group 0)."""
-    blank = all(not p.any() for p in puzzles)
+    """Puzzles with their grids; `group` numbers the distinct puzzles in order of first appearance
+    (distinct puzzles: 0, 1, 2, ...; an unconditional set repeats one blank board: all 0)."""
+    index: dict[bytes, int] = {}
     return {
         "inputs": _u8([task.digits_to_tokens(p) for p in puzzles], task.seq_len),
         "targets": _u8([task.digits_to_tokens(g) for g in grids], task.out_len),
-        "group": np.zeros(len(puzzles), dtype=np.int32) if blank else np.arange(len(puzzles), dtype=np.int32),
+        "group": np.array([index.setdefault(p.tobytes(), len(index)) for p in puzzles], dtype=np.int32),
     }
 
 
@@ -486,10 +487,6 @@ def build_sudoku9_open(cfg: BuildConfig, rng: np.random.Generator) -> tuple[Spli
     splits: Splits = {}
     for name, part in (("train", slice(0, cfg.open9_train)), ("test", slice(cfg.open9_train, total))):
         split = _sudoku_split(task, puzzles[part], grids[part])
-        index: dict[bytes, int] = {}
-        split["group"] = np.array(
-            [index.setdefault(p.tobytes(), len(index)) for p in puzzles[part]], dtype=np.int32
-        )
         split["clues"] = np.array([np.count_nonzero(p) for p in puzzles[part]], dtype=np.int8).reshape(-1)
         splits[name] = split
     return splits, {
